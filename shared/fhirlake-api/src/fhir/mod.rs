@@ -1,0 +1,221 @@
+//! The FHIR R4 data plane at `/datastore/{id}/r4/...`: routing of the FHIR RESTful interactions
+//! onto [`fhirlake_core::resources::ResourceService`].
+
+mod error;
+mod history;
+mod negotiation;
+mod response;
+
+use axum::response::Response;
+use bytes::Bytes;
+use fhirlake_core::datastores::ActiveDatastore;
+use fhirlake_core::resources::{PatchDocument, StoredVersion, WriteOutcome};
+use fhirlake_core::Services;
+use fhirlake_fhir::outcome::{operation_outcome, Issue};
+use fhirlake_fhir::registry;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+
+pub use error::FhirError;
+use negotiation::{RequestBody, ReturnPreference};
+use response::{fhir_json, with_version_headers};
+
+/// A data-plane request after authentication: the path below `/r4/` split into segments.
+pub struct FhirRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a Method,
+    /// The datastore id from the URL.
+    pub datastore_id: &'a str,
+    /// Percent-decoded path segments after `/r4/`.
+    pub segments: Vec<String>,
+    /// Decoded query parameters in order.
+    pub query: Vec<(String, String)>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The request body.
+    pub body: Bytes,
+}
+
+impl FhirRequest<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Handles one data-plane request; every failure becomes an OperationOutcome response.
+pub async fn handle(services: &Services, request: FhirRequest<'_>) -> Response {
+    match dispatch(services, &request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response, FhirError> {
+    negotiation::check_accept(req.headers, req.param("_format"))?;
+    let base = services.config.datastore_endpoint(req.datastore_id);
+    let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let ds = services.datastores.active(req.datastore_id).await?;
+    let ds = &ds;
+    if let [resource_type, ..] = segments.as_slice() {
+        if !resource_type.starts_with('_') && *resource_type != "metadata" && !registry::is_resource_type(resource_type) {
+            return Err(FhirError::new(StatusCode::NOT_FOUND, "not-supported", format!("unknown resource type {resource_type}")));
+        }
+    }
+    match (req.method.clone(), segments.as_slice()) {
+        (Method::GET, ["metadata"]) => Ok(capability(services, &base)),
+        (_, ["metadata"]) => Err(method_not_allowed()),
+        (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
+        (Method::POST, [resource_type]) => create(services, ds, req, &base, resource_type).await,
+        (Method::GET, [resource_type, "_history"]) => history::of_type(services, ds, req, &base, resource_type).await,
+        (Method::GET, [resource_type, id]) => {
+            let v = services.resources.read(ds, resource_type, id).await?;
+            Ok(representation(StatusCode::OK, &v, None))
+        }
+        (Method::PUT, [resource_type, id]) => update(services, ds, req, &base, resource_type, id).await,
+        (Method::PATCH, [resource_type, id]) => patch(services, ds, req, &base, resource_type, id).await,
+        (Method::DELETE, [resource_type, id]) => {
+            let if_match = negotiation::if_match(req.headers)?;
+            let deleted = services.resources.delete(ds, resource_type, id, if_match).await?;
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(match deleted {
+                Some(v) => with_version_headers(response, &v, None),
+                None => response,
+            })
+        }
+        (Method::GET, [resource_type, id, "_history"]) => history::of_instance(services, ds, req, &base, resource_type, id).await,
+        (Method::GET, [resource_type, id, "_history", version]) => {
+            let version = version
+                .parse::<u64>()
+                .map_err(|_| FhirError::new(StatusCode::NOT_FOUND, "not-found", "version ids are positive integers"))?;
+            let v = services.resources.vread(ds, resource_type, id, version).await?;
+            Ok(representation(StatusCode::OK, &v, None))
+        }
+        (Method::GET, [] | [_]) | (Method::POST, []) => Err(FhirError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not-supported",
+            "search and batch/transaction are not supported by this server yet",
+        )),
+        (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => Err(method_not_allowed()),
+        _ => Err(FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")),
+    }
+}
+
+async fn create(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    resource_type: &str,
+) -> Result<Response, FhirError> {
+    negotiation::check_content_type(req.headers, false)?;
+    let mut body = parse_resource(&req.body)?;
+    // The server assigns the id of a created resource; a client-sent id is ignored (FHIR http.html#create).
+    if let Value::Object(map) = &mut body {
+        map.shift_remove("id");
+    }
+    let outcome = services.resources.create(ds, resource_type, body).await?;
+    Ok(written(req, base, &outcome))
+}
+
+async fn update(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Response, FhirError> {
+    negotiation::check_content_type(req.headers, false)?;
+    let if_match = negotiation::if_match(req.headers)?;
+    let body = parse_resource(&req.body)?;
+    let outcome = services.resources.update(ds, resource_type, id, body, if_match).await?;
+    Ok(written(req, base, &outcome))
+}
+
+async fn patch(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    resource_type: &str,
+    id: &str,
+) -> Result<Response, FhirError> {
+    let kind = negotiation::check_content_type(req.headers, true)?;
+    let if_match = negotiation::if_match(req.headers)?;
+    let document = parse_json(&req.body)?;
+    let document = match kind {
+        RequestBody::JsonPatch => PatchDocument::Json(document),
+        RequestBody::Resource => {
+            if document.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(FhirError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "not-supported",
+                    "a FHIR JSON patch body must be a FHIRPath Patch Parameters resource; send JSON Patch as application/json-patch+json",
+                ));
+            }
+            PatchDocument::FhirPath(document)
+        }
+    };
+    let outcome = services.resources.patch(ds, resource_type, id, &document, if_match).await?;
+    Ok(written(req, base, &outcome))
+}
+
+/// The response to a successful write, shaped by `Prefer: return=...`.
+fn written(req: &FhirRequest<'_>, base: &str, outcome: &WriteOutcome) -> Response {
+    let v = &outcome.version;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    let location = format!("{base}{}/{}/_history/{}", v.resource_type, v.id, v.version);
+    match negotiation::return_preference(req.headers) {
+        ReturnPreference::Representation => representation(status, v, Some(&location)),
+        ReturnPreference::Minimal => {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = status;
+            with_version_headers(response, v, Some(&location))
+        }
+        ReturnPreference::OperationOutcome => {
+            let verb = if outcome.created { "created" } else { "updated" };
+            let oo = operation_outcome(&[Issue::information(
+                "informational",
+                format!("{}/{} {verb} as version {}", v.resource_type, v.id, v.version),
+            )]);
+            with_version_headers(fhir_json(status, serde_json::to_vec(&oo).unwrap_or_default()), v, Some(&location))
+        }
+    }
+}
+
+fn representation(status: StatusCode, v: &StoredVersion, location: Option<&str>) -> Response {
+    let body = v.body.clone().unwrap_or_default();
+    with_version_headers(fhir_json(status, body), v, location)
+}
+
+fn capability(services: &Services, base: &str) -> Response {
+    let today = services.clock().now().format("%Y-%m-%d").to_string();
+    let statement = fhirlake_fhir::capability::capability_statement(base.trim_end_matches('/'), env!("CARGO_PKG_VERSION"), &today);
+    fhir_json(StatusCode::OK, serde_json::to_vec(&statement).unwrap_or_default())
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body is empty"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            format!("the body is not valid json (line {}, column {})", e.line(), e.column()),
+        )
+    })
+}
+
+fn parse_resource(body: &[u8]) -> Result<Value, FhirError> {
+    let value = parse_json(body)?;
+    if !value.is_object() {
+        return Err(FhirError::new(StatusCode::BAD_REQUEST, "structure", "the body must be a json object"));
+    }
+    Ok(value)
+}
+
+fn method_not_allowed() -> FhirError {
+    FhirError::new(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "this interaction is not supported on this path")
+}

@@ -1,0 +1,107 @@
+//! fhirlake's HTTP surface: one axum [`router`] serving the HealthLake control plane (`POST /`
+//! with `X-Amz-Target`) and the FHIR R4 data plane (`/datastore/{id}/r4/...`). The same router
+//! is hosted by `fhirlake serve` and by the Lambda functions.
+//!
+//! Every request is authenticated before anything else happens; failures are answered in the
+//! dialect of the plane the request addressed (AWS JSON errors or OperationOutcomes).
+#![warn(missing_docs)]
+
+mod audit;
+mod auth;
+pub mod control_plane;
+pub mod fhir;
+
+use std::sync::Arc;
+
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::Router;
+use fhirlake_core::Services;
+use http::{Method, StatusCode};
+
+pub use auth::RequestAuthenticator;
+
+/// Largest request body accepted, in bytes (a Lambda response is at most 6 MB; HealthLake
+/// accepts 5 MB per request).
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The services.
+    pub services: Services,
+    /// Authenticates requests.
+    pub authenticator: RequestAuthenticator,
+}
+
+/// The router of both planes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Which plane a request addresses, from its path.
+enum Plane {
+    Control,
+    Data { datastore_id: String, segments: Vec<String> },
+    Unknown,
+}
+
+fn classify(method: &Method, path: &str) -> Plane {
+    if path == "/" {
+        return if method == Method::POST { Plane::Control } else { Plane::Unknown };
+    }
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("datastore"), Some(id), Some("r4")) if !id.is_empty() => {
+            let segments: Option<Vec<String>> = parts
+                .filter(|s| !s.is_empty())
+                .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned()))
+                .collect();
+            match segments {
+                Some(segments) => Plane::Data { datastore_id: id.to_string(), segments },
+                None => Plane::Unknown,
+            }
+        }
+        _ => Plane::Unknown,
+    }
+}
+
+async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let plane = classify(&parts.method, parts.uri.path());
+    let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            let message = format!("the request body exceeds {MAX_REQUEST_BYTES} bytes");
+            return match plane {
+                Plane::Control => control_plane::aws_error(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &message),
+                _ => fhir::FhirError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", message).into_response(),
+            };
+        }
+    };
+    let principal = match state.authenticator.authenticate(&parts, &body) {
+        Ok(principal) => principal,
+        Err(e) => {
+            audit::denied(&parts, &e);
+            return match plane {
+                Plane::Control => control_plane::aws_error(StatusCode::FORBIDDEN, e.aws_error_type(), &e.to_string()),
+                _ => fhir::FhirError::new(StatusCode::FORBIDDEN, "security", e.to_string()).into_response(),
+            };
+        }
+    };
+    let response = match plane {
+        Plane::Control => {
+            let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+            control_plane::handle(&state.services, target, &body).await
+        }
+        Plane::Data { datastore_id, segments } => {
+            let query = parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+            let request =
+                fhir::FhirRequest { method: &parts.method, datastore_id: &datastore_id, segments, query, headers: &parts.headers, body };
+            fhir::handle(&state.services, request).await
+        }
+        Plane::Unknown => fhir::FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").into_response(),
+    };
+    audit::completed(&principal, &parts, &response);
+    response
+}

@@ -1,0 +1,80 @@
+//! `fhirlake serve`: wires the embedded adapters into the shared router and serves it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fhirlake_api::{router, AppState, RequestAuthenticator};
+use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::{RandomIds, SystemClock};
+
+use crate::credentials;
+
+/// Flags of `fhirlake serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "FHIRLAKE_LISTEN")]
+    listen: SocketAddr,
+    /// Directory holding the embedded store, objects, keys and generated credentials.
+    #[arg(long, default_value = ".fhirlake", env = "FHIRLAKE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// AWS region this server answers for (ARNs and SigV4 scope).
+    #[arg(long, default_value = "us-east-1", env = "FHIRLAKE_REGION")]
+    region: String,
+    /// 12-digit account id used in ARNs.
+    #[arg(long, default_value = "000000000000", env = "FHIRLAKE_ACCOUNT_ID")]
+    account_id: String,
+    /// Base URL clients use to reach this server (default: http://<listen>).
+    #[arg(long, env = "FHIRLAKE_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
+    let backends = Backends {
+        table: embedded.items,
+        objects: embedded.objects,
+        keys: embedded.keys,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+    };
+    let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
+    let config =
+        ServiceConfig { region: args.region.clone(), account_id: args.account_id.clone(), public_base_url: public_base_url.clone() };
+    let store = credentials::load_or_generate(&args.data_dir)?;
+    let state = Arc::new(AppState {
+        services: Services::new(config, backends),
+        authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)),
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, url = %public_base_url, data_dir = %args.data_dir.display(), region = %args.region, "fhirlake is serving");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    tracing::info!("fhirlake stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,137 @@
+//! Every key pattern fhirlake writes to the item table and the object store, in one place.
+//! docs/storage-layout.md tabulates them with worked examples.
+//!
+//! | item                | pk                               | sk                                   |
+//! |---------------------|----------------------------------|--------------------------------------|
+//! | resource version    | `r#{ds}#{type}#{id}`             | `v#{version:012}`                    |
+//! | type history entry  | `ht#{ds}#{type}#{shard}`         | `{micros:017}#{type}#{id}#{version:012}` |
+//! | system history entry| `hs#{ds}#{shard}`                | same as type history                 |
+//!
+//! The latest version of a resource is the last `v#` item of its partition, so a read is one
+//! single-item query, and writing version n+1 with the condition "does not exist" is the
+//! optimistic-concurrency check: two writers can never both create the same version.
+//! History partitions are sharded by a hash of the resource id so that one busy resource type
+//! never concentrates its writes on a single DynamoDB partition.
+
+use std::hash::{Hash, Hasher};
+
+use fhirlake_ports::Key;
+
+/// Number of shards of each history partition. Changing it re-partitions history.
+pub const HISTORY_SHARDS: u32 = 4;
+
+/// Encrypted bodies larger than this go to the object store, leaving a pointer in the item
+/// (DynamoDB items are limited to 400 KB including names and other attributes).
+pub const INLINE_BODY_LIMIT: usize = 350 * 1024;
+
+/// Partition of one resource's versions.
+pub fn resource_pk(ds: &str, resource_type: &str, id: &str) -> String {
+    format!("r#{ds}#{resource_type}#{id}")
+}
+
+/// Sort-key prefix shared by all version items.
+pub const VERSION_PREFIX: &str = "v#";
+
+/// Sort key of one version.
+pub fn version_sk(version: u64) -> String {
+    format!("v#{version:012}")
+}
+
+/// Key of one version item.
+pub fn version_key(ds: &str, resource_type: &str, id: &str, version: u64) -> Key {
+    Key::new(resource_pk(ds, resource_type, id), version_sk(version))
+}
+
+/// Parses a version sort key.
+pub fn parse_version_sk(sk: &str) -> Option<u64> {
+    sk.strip_prefix(VERSION_PREFIX)?.parse().ok()
+}
+
+/// The shard of a resource id in the history partitions (stable across processes and releases).
+pub fn history_shard(id: &str) -> u32 {
+    // FNV-1a: fixed, dependency-free and stable, unlike std's randomly seeded hasher.
+    let mut h = Fnv1a(0xcbf2_9ce4_8422_2325);
+    id.hash(&mut h);
+    (h.finish() % u64::from(HISTORY_SHARDS)) as u32
+}
+
+/// Partition of a type-level history shard.
+pub fn type_history_pk(ds: &str, resource_type: &str, shard: u32) -> String {
+    format!("ht#{ds}#{resource_type}#{shard}")
+}
+
+/// Partition of a system-level history shard.
+pub fn system_history_pk(ds: &str, shard: u32) -> String {
+    format!("hs#{ds}#{shard}")
+}
+
+/// Sort key of a history entry: time-ordered, then unique per version.
+pub fn history_sk(micros: i64, resource_type: &str, id: &str, version: u64) -> String {
+    format!("{micros:017}#{resource_type}#{id}#{version:012}")
+}
+
+/// The lowest history sort key at or after `micros`.
+pub fn history_sk_floor(micros: i64) -> String {
+    format!("{:017}", micros.max(0))
+}
+
+/// Splits a history sort key into (micros, type, id, version).
+pub fn parse_history_sk(sk: &str) -> Option<(i64, &str, &str, u64)> {
+    let mut parts = sk.splitn(4, '#');
+    let micros = parts.next()?.parse().ok()?;
+    let resource_type = parts.next()?;
+    let id = parts.next()?;
+    let version = parts.next()?.parse().ok()?;
+    Some((micros, resource_type, id, version))
+}
+
+/// Object-store key of a body too large to inline.
+pub fn body_object_key(ds: &str, resource_type: &str, id: &str, version: u64) -> String {
+    format!("bodies/{ds}/{resource_type}/{id}/{version:012}")
+}
+
+/// Associated data binding a ciphertext to exactly one version of one resource.
+pub fn body_aad(ds: &str, resource_type: &str, id: &str, version: u64) -> String {
+    format!("{ds}/{resource_type}/{id}/{version}")
+}
+
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keys_sort_numerically() {
+        assert!(version_sk(9) < version_sk(10));
+        assert_eq!(parse_version_sk(&version_sk(42)), Some(42));
+        assert_eq!(parse_version_sk("x#1"), None);
+    }
+
+    #[test]
+    fn history_keys_round_trip_and_sort_by_time() {
+        let sk = history_sk(1_700_000_000_000_000, "Patient", "a-b.c", 7);
+        assert_eq!(parse_history_sk(&sk), Some((1_700_000_000_000_000, "Patient", "a-b.c", 7)));
+        assert!(history_sk(999, "Z", "z", 1) < history_sk(1000, "A", "a", 1));
+        assert!(history_sk_floor(1000) <= history_sk(1000, "A", "a", 1));
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(history_shard("abc"), history_shard("abc"));
+        let used: std::collections::HashSet<u32> = (0..100).map(|i| history_shard(&i.to_string())).collect();
+        assert_eq!(used.len() as u32, HISTORY_SHARDS);
+    }
+}

@@ -1,0 +1,15 @@
+//! fhirlake's services: the HealthLake control plane and the FHIR interactions, written once
+//! against the ports and shared by every entrypoint (Lambda functions and `fhirlake serve`).
+#![warn(missing_docs)]
+
+mod config;
+mod crypto;
+pub mod datastores;
+mod error;
+pub mod layout;
+pub mod resources;
+mod services;
+
+pub use config::ServiceConfig;
+pub use error::{CoreError, CoreResult};
+pub use services::{Backends, Services};

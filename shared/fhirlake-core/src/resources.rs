@@ -1,0 +1,589 @@
+//! The FHIR interactions on stored resources: create, read, vread, update, patch, delete and
+//! history. Versions are immutable items; see [`crate::layout`] for the keys.
+//!
+//! Concurrency: a write reads the latest version n and creates version n+1 under the
+//! condition that it does not exist yet, in one transaction with its history entries.
+//! Two writers can never both create version n+1, so no update is ever lost: the loser
+//! gets 412 when it sent If-Match, and otherwise retries on the new latest version.
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use fhirlake_fhir::{outcome::Issue, patch, registry, resource as fhir_resource, validate};
+use fhirlake_ports::{AttrValue, Condition, Item, Key, Query, SkRange, StorageError, Write};
+use serde_json::Value;
+
+use crate::crypto::BodyCipher;
+use crate::datastores::ActiveDatastore;
+use crate::layout;
+use crate::{Backends, CoreError, CoreResult};
+
+/// How many times an unconditional write retries after losing a race.
+const WRITE_ATTEMPTS: usize = 8;
+/// Largest `_count` honoured for history pages.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The interaction that produced a version, as shown in history bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Created by POST with a server-assigned id.
+    Create,
+    /// Created by PUT: a client-assigned id, or a deleted resource brought back.
+    CreateByUpdate,
+    /// Replaced by PUT.
+    Update,
+    /// Changed by PATCH.
+    Patch,
+    /// Deleted.
+    Delete,
+}
+
+impl Method {
+    fn code(self) -> &'static str {
+        match self {
+            Method::Create => "create",
+            Method::CreateByUpdate => "create-by-update",
+            Method::Update => "update",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+        }
+    }
+    fn parse(code: &str) -> Option<Self> {
+        Some(match code {
+            "create" => Method::Create,
+            "create-by-update" => Method::CreateByUpdate,
+            "update" => Method::Update,
+            "patch" => Method::Patch,
+            "delete" => Method::Delete,
+            _ => return None,
+        })
+    }
+    /// The HTTP verb of the interaction.
+    pub fn http_verb(self) -> &'static str {
+        match self {
+            Method::Create => "POST",
+            Method::CreateByUpdate | Method::Update => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// Resource type.
+    pub resource_type: String,
+    /// Logical id.
+    pub id: String,
+    /// Version number, from 1.
+    pub version: u64,
+    /// When the version was written (`meta.lastUpdated`).
+    pub last_updated: DateTime<Utc>,
+    /// The interaction that wrote it.
+    pub method: Method,
+    /// The resource's JSON, absent for deletions.
+    pub body: Option<Bytes>,
+}
+
+impl StoredVersion {
+    /// True when this version records a deletion.
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    /// The version written.
+    pub version: StoredVersion,
+    /// True when the write created the resource (HTTP 201) rather than replacing it.
+    pub created: bool,
+}
+
+/// A patch document, by content type.
+#[derive(Debug, Clone)]
+pub enum PatchDocument {
+    /// RFC 6902 JSON Patch (`application/json-patch+json`).
+    Json(Value),
+    /// FHIRPath Patch: a `Parameters` resource (`application/fhir+json`).
+    FhirPath(Value),
+}
+
+/// Which history to read.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryScope<'a> {
+    /// One resource's versions.
+    Instance(&'a str, &'a str),
+    /// Every version of every resource of one type.
+    Type(&'a str),
+    /// Every version in the datastore.
+    System,
+}
+
+/// Paging and filtering of a history read.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Entries per page.
+    pub count: usize,
+    /// Only versions written at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// The opaque cursor of a previous page's `next` link.
+    pub cursor: Option<String>,
+}
+
+/// One page of history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Versions, newest first.
+    pub entries: Vec<StoredVersion>,
+    /// Cursor of the next page, when there may be one.
+    pub next_cursor: Option<String>,
+    /// Number of entries in the whole history, when known cheaply.
+    pub total: Option<u64>,
+}
+
+/// Stores and retrieves FHIR resources.
+#[derive(Clone)]
+pub struct ResourceService {
+    backends: Backends,
+    cipher: BodyCipher,
+}
+
+impl ResourceService {
+    /// Builds the service.
+    pub fn new(backends: Backends) -> Self {
+        let cipher = BodyCipher::new(backends.keys.clone());
+        ResourceService { backends, cipher }
+    }
+
+    /// Creates a resource with a server-assigned id (FHIR `create`).
+    pub async fn create(&self, ds: &ActiveDatastore, resource_type: &str, body: Value) -> CoreResult<WriteOutcome> {
+        check_type(resource_type)?;
+        check_valid(resource_type, &body)?;
+        let id = self.backends.ids.resource_id();
+        let now = self.backends.clock.now();
+        let version = self.commit(ds, resource_type, &id, None, Method::Create, Some(body), now).await.map_err(|e| match e {
+            e if e.is_condition_failure() => CoreError::Conflict("generated id already in use".into()),
+            e => e.into(),
+        })?;
+        Ok(WriteOutcome { version, created: true })
+    }
+
+    /// Returns the current version (FHIR `read`): `NotFound` if it never existed, `Gone` if deleted.
+    pub async fn read(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<StoredVersion> {
+        check_type(resource_type)?;
+        match self.latest(ds, resource_type, id).await? {
+            None => Err(not_found(resource_type, id)),
+            Some(v) if v.is_deleted() => Err(CoreError::Gone(format!("{resource_type}/{id} was deleted"))),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// Returns one version (FHIR `vread`): `Gone` for the version recording a deletion.
+    pub async fn vread(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, version: u64) -> CoreResult<StoredVersion> {
+        check_type(resource_type)?;
+        let item = self.backends.table.get(&layout::version_key(&ds.id, resource_type, id, version)).await?;
+        let Some(item) = item else {
+            return Err(CoreError::NotFound(format!("{resource_type}/{id} has no version {version}")));
+        };
+        let v = self.decode(ds, resource_type, id, &item).await?;
+        if v.is_deleted() {
+            return Err(CoreError::Gone(format!("{resource_type}/{id} version {version} is a deletion")));
+        }
+        Ok(v)
+    }
+
+    /// Replaces a resource, creating it with the client's id if absent (FHIR `update`).
+    /// `if_match` is the version the client last saw (`If-Match: W/"n"`).
+    pub async fn update(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<u64>,
+    ) -> CoreResult<WriteOutcome> {
+        check_type(resource_type)?;
+        check_id(id)?;
+        match body.get("id").and_then(Value::as_str) {
+            None => return Err(CoreError::Invalid("the resource must have an id matching the URL".into())),
+            Some(body_id) if body_id != id => {
+                return Err(CoreError::Invalid("the id in the resource does not match the id in the URL".into()))
+            }
+            Some(_) => {}
+        }
+        check_valid(resource_type, &body)?;
+        self.write_next(ds, resource_type, id, if_match, |_| Ok((Method::Update, Some(body.clone())))).await
+    }
+
+    /// Applies a patch to the current version (FHIR `patch`).
+    pub async fn patch(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        document: &PatchDocument,
+        if_match: Option<u64>,
+    ) -> CoreResult<WriteOutcome> {
+        check_type(resource_type)?;
+        self.write_next(ds, resource_type, id, if_match, |latest| {
+            let current = match latest {
+                None => return Err(not_found(resource_type, id)),
+                Some(v) => match &v.body {
+                    None => return Err(CoreError::Gone(format!("{resource_type}/{id} was deleted"))),
+                    Some(body) => {
+                        serde_json::from_slice::<Value>(body).map_err(|_| CoreError::Internal("stored body is not json".into()))?
+                    }
+                },
+            };
+            let patched = match document {
+                PatchDocument::Json(doc) => patch::apply_json_patch(&current, doc),
+                PatchDocument::FhirPath(doc) => patch::apply_fhirpath_patch(&current, doc),
+            }
+            .map_err(patch_error)?;
+            check_valid(resource_type, &patched)?;
+            Ok((Method::Patch, Some(patched)))
+        })
+        .await
+        .map(|mut outcome| {
+            outcome.created = false;
+            outcome
+        })
+    }
+
+    /// Deletes a resource (FHIR `delete`), keeping its versions. Returns the version recording the
+    /// deletion, or `None` when the resource was already deleted. `NotFound` if it never existed.
+    pub async fn delete(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<u64>,
+    ) -> CoreResult<Option<StoredVersion>> {
+        check_type(resource_type)?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let latest = self.latest(ds, resource_type, id).await?;
+            let Some(latest) = latest else { return Err(not_found(resource_type, id)) };
+            if let Some(expected) = if_match {
+                if expected != latest.version {
+                    return Err(version_mismatch(expected, latest.version));
+                }
+            }
+            if latest.is_deleted() {
+                return Ok(None);
+            }
+            let now = self.backends.clock.now().max(latest.last_updated + chrono::Duration::microseconds(1));
+            match self.commit(ds, resource_type, id, Some(latest.version), Method::Delete, None, now).await {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) if e.is_condition_failure() && if_match.is_some() => {
+                    return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
+                }
+                Err(e) if e.is_condition_failure() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(contention())
+    }
+
+    /// Reads one page of history, newest first.
+    pub async fn history(&self, ds: &ActiveDatastore, scope: HistoryScope<'_>, query: &HistoryQuery) -> CoreResult<HistoryPage> {
+        let count = query.count.clamp(1, MAX_PAGE_SIZE);
+        match scope {
+            HistoryScope::Instance(resource_type, id) => self.instance_history(ds, resource_type, id, count, query).await,
+            HistoryScope::Type(resource_type) => {
+                check_type(resource_type)?;
+                let pks = (0..layout::HISTORY_SHARDS).map(|s| layout::type_history_pk(&ds.id, resource_type, s)).collect();
+                self.merged_history(ds, pks, count, query).await
+            }
+            HistoryScope::System => {
+                let pks = (0..layout::HISTORY_SHARDS).map(|s| layout::system_history_pk(&ds.id, s)).collect();
+                self.merged_history(ds, pks, count, query).await
+            }
+        }
+    }
+
+    async fn instance_history(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        count: usize,
+        query: &HistoryQuery,
+    ) -> CoreResult<HistoryPage> {
+        check_type(resource_type)?;
+        let start_after = match &query.cursor {
+            None => None,
+            Some(c) => Some(layout::version_sk(c.parse::<u64>().map_err(|_| CoreError::Invalid("invalid page cursor".into()))?)),
+        };
+        let q = Query::partition(layout::resource_pk(&ds.id, resource_type, id), count + 1)
+            .range(SkRange::Prefix(layout::VERSION_PREFIX.into()))
+            .backward()
+            .after(start_after);
+        let page = self.backends.table.query(&q).await?;
+        if page.items.is_empty() && query.cursor.is_none() {
+            return Err(not_found(resource_type, id));
+        }
+        let mut entries = Vec::with_capacity(count);
+        let mut exhausted = true;
+        let total = page.items.first().and_then(|i| layout::parse_version_sk(&i.key.sk));
+        for item in &page.items {
+            let v = self.decode(ds, resource_type, id, item).await?;
+            if query.since.is_some_and(|since| v.last_updated < since) {
+                break;
+            }
+            if entries.len() == count {
+                exhausted = false;
+                break;
+            }
+            entries.push(v);
+        }
+        let next_cursor = if exhausted { None } else { entries.last().map(|v| v.version.to_string()) };
+        let total = if query.since.is_none() && query.cursor.is_none() { total } else { None };
+        Ok(HistoryPage { entries, next_cursor, total })
+    }
+
+    async fn merged_history(&self, ds: &ActiveDatastore, pks: Vec<String>, count: usize, query: &HistoryQuery) -> CoreResult<HistoryPage> {
+        if let Some(cursor) = &query.cursor {
+            if layout::parse_history_sk(cursor).is_none() {
+                return Err(CoreError::Invalid("invalid page cursor".into()));
+            }
+        }
+        let range = match query.since {
+            Some(since) => SkRange::AtLeast(layout::history_sk_floor(since.timestamp_micros())),
+            None => SkRange::All,
+        };
+        let mut keys: Vec<String> = Vec::new();
+        let mut more = false;
+        for pk in pks {
+            let q = Query::partition(pk, count + 1).range(range.clone()).backward().after(query.cursor.clone());
+            let page = self.backends.table.query(&q).await?;
+            more |= page.items.len() > count || page.last_evaluated.is_some() && page.items.len() == count + 1;
+            keys.extend(page.items.into_iter().map(|i| i.key.sk));
+        }
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        if keys.len() > count {
+            more = true;
+            keys.truncate(count);
+        }
+        let wanted: Vec<(String, String, u64)> =
+            keys.iter().filter_map(|sk| layout::parse_history_sk(sk).map(|(_, t, id, v)| (t.to_string(), id.to_string(), v))).collect();
+        let mut items = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(100) {
+            let chunk_keys: Vec<Key> = chunk.iter().map(|(t, id, v)| layout::version_key(&ds.id, t, id, *v)).collect();
+            items.extend(self.backends.table.batch_get(&chunk_keys).await?);
+        }
+        let mut entries = Vec::with_capacity(wanted.len());
+        for (t, id, v) in &wanted {
+            let key = layout::version_key(&ds.id, t, id, *v);
+            let Some(item) = items.iter().find(|i| i.key == key) else {
+                return Err(CoreError::Internal("history entry without its version".into()));
+            };
+            entries.push(self.decode(ds, t, id, item).await?);
+        }
+        let next_cursor = if more { keys.last().cloned() } else { None };
+        Ok(HistoryPage { entries, next_cursor, total: None })
+    }
+
+    /// Reads the latest version, or `None` if the resource never existed.
+    async fn latest(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<Option<StoredVersion>> {
+        if !fhir_resource::is_valid_id(id) {
+            return Ok(None);
+        }
+        let q = Query::partition(layout::resource_pk(&ds.id, resource_type, id), 1)
+            .range(SkRange::Prefix(layout::VERSION_PREFIX.into()))
+            .backward();
+        let page = self.backends.table.query(&q).await?;
+        match page.items.first() {
+            None => Ok(None),
+            Some(item) => Ok(Some(self.decode(ds, resource_type, id, item).await?)),
+        }
+    }
+
+    /// The shared write loop of update and patch: read the latest version, let `next` decide the
+    /// new content, and commit version n+1; retry on a lost race unless the client sent If-Match.
+    async fn write_next<F>(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<u64>,
+        mut next: F,
+    ) -> CoreResult<WriteOutcome>
+    where
+        F: FnMut(Option<&StoredVersion>) -> CoreResult<(Method, Option<Value>)>,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let latest = self.latest(ds, resource_type, id).await?;
+            if let Some(expected) = if_match {
+                match &latest {
+                    Some(v) if v.version == expected => {}
+                    Some(v) => return Err(version_mismatch(expected, v.version)),
+                    None => return Err(CoreError::PreconditionFailed(format!("{resource_type}/{id} does not exist"))),
+                }
+            }
+            let (method, body) = next(latest.as_ref())?;
+            let live = latest.as_ref().is_some_and(|v| !v.is_deleted());
+            let method = if !live && method == Method::Update { Method::CreateByUpdate } else { method };
+            let mut now = self.backends.clock.now();
+            if let Some(prev) = &latest {
+                now = now.max(prev.last_updated + chrono::Duration::microseconds(1));
+            }
+            match self.commit(ds, resource_type, id, latest.as_ref().map(|v| v.version), method, body, now).await {
+                Ok(version) => return Ok(WriteOutcome { version, created: !live }),
+                Err(e) if e.is_condition_failure() && if_match.is_some() => {
+                    return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
+                }
+                Err(e) if e.is_condition_failure() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(contention())
+    }
+
+    /// Writes version `previous + 1` (with its history entries) if no such version exists yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        previous: Option<u64>,
+        method: Method,
+        body: Option<Value>,
+        at: DateTime<Utc>,
+    ) -> Result<StoredVersion, CommitError> {
+        let version = previous.unwrap_or(0) + 1;
+        let key = layout::version_key(&ds.id, resource_type, id, version);
+        let mut item = Item::new(key).with("ts", AttrValue::N(at.timestamp_micros())).with("op", AttrValue::S(method.code().into()));
+        let mut body_object = None;
+        let json = match body {
+            None => {
+                item = item.with("del", AttrValue::Bool(true));
+                None
+            }
+            Some(mut body) => {
+                fhir_resource::stamp(&mut body, id, version, at);
+                let json = Bytes::from(serde_json::to_vec(&body).map_err(|_| CoreError::Internal("serialising a resource failed".into()))?);
+                let sealed = self.cipher.seal(ds, &layout::body_aad(&ds.id, resource_type, id, version), &json).await?;
+                if sealed.len() > layout::INLINE_BODY_LIMIT {
+                    // A unique suffix: a writer that loses the race for this version must never
+                    // overwrite the winner's body object.
+                    let object_key =
+                        format!("{}-{}", layout::body_object_key(&ds.id, resource_type, id, version), self.backends.ids.hex32());
+                    self.backends.objects.put(&object_key, Bytes::from(sealed)).await.map_err(CoreError::from)?;
+                    item = item.with("bref", AttrValue::S(object_key.clone()));
+                    body_object = Some(object_key);
+                } else {
+                    item = item.with("body", AttrValue::B(sealed));
+                }
+                Some(json)
+            }
+        };
+        let shard = layout::history_shard(id);
+        let history_sk = layout::history_sk(at.timestamp_micros(), resource_type, id, version);
+        let writes = vec![
+            Write::Put { item, condition: Condition::NotExists },
+            Write::Put {
+                item: Item::new(Key::new(layout::type_history_pk(&ds.id, resource_type, shard), history_sk.clone())),
+                condition: Condition::Always,
+            },
+            Write::Put { item: Item::new(Key::new(layout::system_history_pk(&ds.id, shard), history_sk)), condition: Condition::Always },
+        ];
+        if let Err(e) = self.backends.table.transact_write(writes).await {
+            if let Some(object_key) = body_object {
+                if let Err(cleanup) = self.backends.objects.delete(&object_key).await {
+                    tracing::warn!(error = %cleanup, "could not remove the body object of a failed write");
+                }
+            }
+            return Err(CommitError::Storage(e));
+        }
+        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated: at, method, body: json })
+    }
+
+    async fn decode(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, item: &Item) -> CoreResult<StoredVersion> {
+        let version = layout::parse_version_sk(&item.key.sk).ok_or_else(|| CoreError::Internal("malformed version key".into()))?;
+        let micros = item.get_i64("ts").ok_or_else(|| CoreError::Internal("version without timestamp".into()))?;
+        let last_updated = Utc.timestamp_micros(micros).single().ok_or_else(|| CoreError::Internal("bad version timestamp".into()))?;
+        let method = item.get_str("op").and_then(Method::parse).ok_or_else(|| CoreError::Internal("version without method".into()))?;
+        let body = if item.get_bool("del") == Some(true) {
+            None
+        } else {
+            let sealed = match (item.get_bytes("body"), item.get_str("bref")) {
+                (Some(sealed), _) => Bytes::copy_from_slice(sealed),
+                (None, Some(object_key)) => self.backends.objects.get(object_key).await?,
+                (None, None) => return Err(CoreError::Internal("version without body".into())),
+            };
+            let json = self.cipher.open(ds, &layout::body_aad(&ds.id, resource_type, id, version), &sealed).await?;
+            Some(Bytes::from(json))
+        };
+        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body })
+    }
+}
+
+/// A commit either lost its condition (retryable) or failed otherwise.
+enum CommitError {
+    Storage(StorageError),
+    Core(CoreError),
+}
+
+impl CommitError {
+    fn is_condition_failure(&self) -> bool {
+        matches!(self, CommitError::Storage(e) if e.is_condition_failure())
+    }
+}
+
+impl From<CoreError> for CommitError {
+    fn from(e: CoreError) -> Self {
+        CommitError::Core(e)
+    }
+}
+
+impl From<CommitError> for CoreError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Storage(e) => CoreError::Storage(e),
+            CommitError::Core(e) => e,
+        }
+    }
+}
+
+fn check_type(resource_type: &str) -> CoreResult<()> {
+    if registry::is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(CoreError::NotFound(format!("unknown resource type {resource_type}")))
+    }
+}
+
+fn check_id(id: &str) -> CoreResult<()> {
+    if fhir_resource::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid("the id is not a valid FHIR id".into()))
+    }
+}
+
+fn check_valid(resource_type: &str, body: &Value) -> CoreResult<()> {
+    validate::validate_resource(Some(resource_type), body).map_err(CoreError::InvalidResource)
+}
+
+fn not_found(resource_type: &str, id: &str) -> CoreError {
+    CoreError::NotFound(format!("{resource_type}/{id} is not known"))
+}
+
+fn version_mismatch(expected: u64, current: u64) -> CoreError {
+    CoreError::PreconditionFailed(format!("version {expected} is not the current version {current}"))
+}
+
+fn contention() -> CoreError {
+    CoreError::Conflict("too many concurrent writers on this resource, retry".into())
+}
+
+fn patch_error(e: patch::PatchError) -> CoreError {
+    let message = e.to_string();
+    match e {
+        patch::PatchError::Malformed(_) => CoreError::InvalidResource(vec![Issue::error("invalid", message)]),
+        patch::PatchError::TestFailed(_) | patch::PatchError::Unprocessable(_) => CoreError::Unprocessable(message),
+    }
+}

@@ -1,0 +1,54 @@
+//! The CapabilityStatement at `/metadata`, built from the registry and from the interactions the
+//! server implements, so it can only claim what is there.
+
+use serde_json::{json, Value};
+
+use crate::registry;
+
+/// Interactions every resource type supports, in CapabilityStatement codes.
+pub const TYPE_INTERACTIONS: &[&str] = &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+
+/// Interactions supported at the system level.
+pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+
+/// Renders the server's CapabilityStatement. `base_url` is the datastore endpoint without the
+/// trailing slash; `software_version` the server's version.
+pub fn capability_statement(base_url: &str, software_version: &str, published: &str) -> Value {
+    let interactions: Vec<Value> = TYPE_INTERACTIONS.iter().map(|code| json!({"code": code})).collect();
+    let resources: Vec<Value> = registry::resource_types()
+        .iter()
+        .map(|name| {
+            json!({
+                "type": name,
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": published,
+        "publisher": "fhirlake",
+        "kind": "instance",
+        "software": {"name": "fhirlake", "version": software_version},
+        "implementation": {"description": "fhirlake FHIR R4 datastore", "url": base_url},
+        "fhirVersion": registry::fhir_version(),
+        "format": ["json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "description": "Requests are authenticated with AWS Signature Version 4 for the service 'healthlake'."
+            },
+            "resource": resources,
+            "interaction": SYSTEM_INTERACTIONS.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+        }],
+    })
+}

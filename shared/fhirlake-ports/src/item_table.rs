@@ -1,0 +1,283 @@
+//! The keyed item table: DynamoDB's data model, narrowed to the calls fhirlake makes.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::StorageResult;
+
+/// DynamoDB's limit on actions in one `TransactWriteItems`; adapters reject larger transactions.
+pub const MAX_TRANSACT_ITEMS: usize = 100;
+
+/// An attribute value. Only the scalar types fhirlake stores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AttrValue {
+    /// A UTF-8 string.
+    S(String),
+    /// An integer number.
+    N(i64),
+    /// Opaque bytes (encrypted bodies, wrapped keys).
+    B(Vec<u8>),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl AttrValue {
+    /// The string, if this is `S`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::S(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The number, if this is `N`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            AttrValue::N(n) => Some(*n),
+            _ => None,
+        }
+    }
+    /// The bytes, if this is `B`.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            AttrValue::B(b) => Some(b),
+            _ => None,
+        }
+    }
+    /// The boolean, if this is `Bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            AttrValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// The primary key: partition key and sort key, both strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
+
+impl Key {
+    /// Builds a key.
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Key { pk: pk.into(), sk: sk.into() }
+    }
+}
+
+/// An item: its key and its other attributes (`pk` and `sk` are not repeated in `attrs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The primary key.
+    pub key: Key,
+    /// Non-key attributes.
+    pub attrs: BTreeMap<String, AttrValue>,
+}
+
+impl Item {
+    /// An item with no attributes.
+    pub fn new(key: Key) -> Self {
+        Item { key, attrs: BTreeMap::new() }
+    }
+    /// Adds an attribute (builder style).
+    pub fn with(mut self, name: &str, value: AttrValue) -> Self {
+        self.attrs.insert(name.to_string(), value);
+        self
+    }
+    /// Reads an attribute.
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.attrs.get(name)
+    }
+    /// Reads a string attribute.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(AttrValue::as_str)
+    }
+    /// Reads a numeric attribute.
+    pub fn get_i64(&self, name: &str) -> Option<i64> {
+        self.get(name).and_then(AttrValue::as_i64)
+    }
+    /// Reads a binary attribute.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).and_then(AttrValue::as_bytes)
+    }
+    /// Reads a boolean attribute.
+    pub fn get_bool(&self, name: &str) -> Option<bool> {
+        self.get(name).and_then(AttrValue::as_bool)
+    }
+    /// The approximate stored size in bytes, computed as DynamoDB does (names plus values).
+    pub fn size(&self) -> usize {
+        let value_size = |v: &AttrValue| match v {
+            AttrValue::S(s) => s.len(),
+            AttrValue::N(_) => 21,
+            AttrValue::B(b) => b.len(),
+            AttrValue::Bool(_) => 1,
+        };
+        2 + self.key.pk.len() + 2 + self.key.sk.len() + self.attrs.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>()
+    }
+}
+
+/// A condition on the current state of one item, checked atomically with a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// No condition.
+    Always,
+    /// The item must not exist.
+    NotExists,
+    /// The item must exist.
+    Exists,
+    /// The item must exist and its attribute must equal the value.
+    Equals(String, AttrValue),
+}
+
+/// One action of a transactional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Put (create or replace) an item if the condition holds.
+    Put {
+        /// The full new item.
+        item: Item,
+        /// Checked against the item currently stored under the same key.
+        condition: Condition,
+    },
+    /// Delete an item if the condition holds; deleting a missing item is not an error.
+    Delete {
+        /// The key to delete.
+        key: Key,
+        /// Checked against the current item.
+        condition: Condition,
+    },
+    /// Only check a condition; write nothing.
+    Check {
+        /// The key to check.
+        key: Key,
+        /// The condition that must hold.
+        condition: Condition,
+    },
+}
+
+impl Write {
+    /// The key this action touches.
+    pub fn key(&self) -> &Key {
+        match self {
+            Write::Put { item, .. } => &item.key,
+            Write::Delete { key, .. } | Write::Check { key, .. } => key,
+        }
+    }
+}
+
+/// Which sort keys of a partition a query selects. Bounds are compared bytewise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkRange {
+    /// Every sort key.
+    All,
+    /// Sort keys that begin with the prefix.
+    Prefix(String),
+    /// Sort keys `lo <= sk <= hi`.
+    Between(String, String),
+    /// Sort keys `sk >= bound`.
+    AtLeast(String),
+    /// Sort keys `sk <= bound`.
+    AtMost(String),
+}
+
+impl SkRange {
+    /// True when `sk` falls in this range.
+    pub fn contains(&self, sk: &str) -> bool {
+        match self {
+            SkRange::All => true,
+            SkRange::Prefix(p) => sk.starts_with(p.as_str()),
+            SkRange::Between(lo, hi) => sk >= lo.as_str() && sk <= hi.as_str(),
+            SkRange::AtLeast(lo) => sk >= lo.as_str(),
+            SkRange::AtMost(hi) => sk <= hi.as_str(),
+        }
+    }
+}
+
+/// A query over one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The partition.
+    pub pk: String,
+    /// The sort-key range.
+    pub range: SkRange,
+    /// Ascending (`true`) or descending sort-key order.
+    pub forward: bool,
+    /// At most this many items per page (adapters may return fewer, never more).
+    pub limit: usize,
+    /// Continue after (forward) or before (backward) this sort key, exclusively.
+    pub start_after: Option<String>,
+}
+
+impl Query {
+    /// A forward query of the whole partition with `limit` items per page.
+    pub fn partition(pk: impl Into<String>, limit: usize) -> Self {
+        Query { pk: pk.into(), range: SkRange::All, forward: true, limit, start_after: None }
+    }
+    /// Restricts the sort-key range.
+    pub fn range(mut self, range: SkRange) -> Self {
+        self.range = range;
+        self
+    }
+    /// Reverses the order.
+    pub fn backward(mut self) -> Self {
+        self.forward = false;
+        self
+    }
+    /// Continues after this sort key.
+    pub fn after(mut self, sk: Option<String>) -> Self {
+        self.start_after = sk;
+        self
+    }
+}
+
+/// One page of query results.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryPage {
+    /// Items in the requested order.
+    pub items: Vec<Item>,
+    /// When set, more items may follow: pass it as `start_after` to continue.
+    pub last_evaluated: Option<String>,
+}
+
+/// A keyed item table with DynamoDB's semantics: single-item conditional writes,
+/// all-or-nothing transactional writes, and ordered queries within a partition.
+///
+/// Reads are strongly consistent: a read that starts after a write returned sees it.
+#[async_trait]
+pub trait ItemTable: Send + Sync + 'static {
+    /// Returns the item under `key`, or `None`.
+    async fn get(&self, key: &Key) -> StorageResult<Option<Item>>;
+
+    /// Stores `item`, replacing any item with the same key, if `condition` holds.
+    ///
+    /// Errors: `ConditionFailed` when it does not (nothing is written); `TooLarge` over the item limit.
+    async fn put(&self, item: Item, condition: Condition) -> StorageResult<()>;
+
+    /// Deletes the item under `key` if `condition` holds. Deleting a missing item with
+    /// `Condition::Always` succeeds.
+    async fn delete(&self, key: &Key, condition: Condition) -> StorageResult<()>;
+
+    /// Applies every write or none. At most [`MAX_TRANSACT_ITEMS`] writes, each on a distinct key.
+    ///
+    /// Errors: `TransactionCanceled(indexes)` naming the writes whose condition failed;
+    /// `Invalid` for an empty, oversized or duplicate-key transaction.
+    async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()>;
+
+    /// Returns one page of the items of `query.pk` in `query.range`, in sort-key order.
+    async fn query(&self, query: &Query) -> StorageResult<QueryPage>;
+
+    /// Returns the items that exist among `keys`, in no particular order.
+    async fn batch_get(&self, keys: &[Key]) -> StorageResult<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(item) = self.get(key).await? {
+                found.push(item);
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,27 @@
+//! The ports: the small set of traits fhirlake's domain needs from the outside world.
+//!
+//! ```text
+//!   domain (fhirlake-core) ──uses──▶ ItemTable · ObjectStore · KeyService · Clock · IdSource
+//!                                          ▲              ▲            ▲
+//!                     embedded adapter ────┘  aws adapter ┘  memory ───┘ (tests)
+//! ```
+//!
+//! Every trait is `Send + Sync + 'static` and object safe, so services hold `Arc<dyn Trait>`.
+//! Contracts are written on each method; adapters are checked against them by the one
+//! conformance suite in [`testsuite`] (feature `testsuite`).
+#![warn(missing_docs)]
+
+mod clock;
+mod error;
+mod item_table;
+mod key_service;
+pub mod memory;
+mod object_store;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use clock::{Clock, IdSource, RandomIds, SystemClock};
+pub use error::{StorageError, StorageErrorKind, StorageResult};
+pub use item_table::{AttrValue, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
+pub use key_service::{DataKey, KeyService};
+pub use object_store::{ObjectList, ObjectMeta, ObjectStore};

@@ -1,0 +1,650 @@
+//! In-memory adapters of every port, for fast domain tests.
+//!
+//! They implement the same contracts as the embedded and AWS adapters (the conformance suite in
+//! `testsuite` runs against them), including DynamoDB's limits, so a domain test that passes here
+//! does not fail later on a limit the test never met. Nothing here is durable.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Bound, Range};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::{
+    AttrValue, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, Query,
+    QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS,
+};
+
+/// DynamoDB's item size limit (400 KB), measured with [`Item::size`].
+const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// DynamoDB's limit on the total size of one transaction (4 MB).
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+/// DynamoDB's limit on a partition key value, in bytes.
+const MAX_PK_BYTES: usize = 2048;
+/// DynamoDB's limit on a sort key value, in bytes.
+const MAX_SK_BYTES: usize = 1024;
+/// DynamoDB stops a query page once it has read this many bytes.
+const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+type Attrs = BTreeMap<String, AttrValue>;
+type Partition = BTreeMap<String, Attrs>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated (every update is a
+    // single insert or remove after all checks), so the data is still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn validate_key(key: &Key) -> StorageResult<()> {
+    if key.pk.is_empty() || key.sk.is_empty() {
+        return Err(StorageError::invalid("key attributes must not be empty"));
+    }
+    if key.pk.len() > MAX_PK_BYTES || key.sk.len() > MAX_SK_BYTES {
+        return Err(StorageError::invalid("key attribute exceeds its size limit"));
+    }
+    Ok(())
+}
+
+fn validate_item(item: &Item) -> StorageResult<()> {
+    validate_key(&item.key)?;
+    if item.size() > MAX_ITEM_BYTES {
+        return Err(StorageError::new(StorageErrorKind::TooLarge, "item exceeds the 400 kb item size limit"));
+    }
+    Ok(())
+}
+
+fn validate_transaction(writes: &[Write]) -> StorageResult<()> {
+    if writes.is_empty() {
+        return Err(StorageError::invalid("a transaction needs at least one action"));
+    }
+    if writes.len() > MAX_TRANSACT_ITEMS {
+        return Err(StorageError::invalid(format!("a transaction takes at most {MAX_TRANSACT_ITEMS} actions")));
+    }
+    let mut keys = BTreeSet::new();
+    let mut total = 0usize;
+    for write in writes {
+        match write {
+            Write::Put { item, .. } => {
+                validate_item(item)?;
+                total += item.size();
+            }
+            Write::Delete { key, .. } | Write::Check { key, .. } => {
+                validate_key(key)?;
+                total += key.pk.len() + key.sk.len();
+            }
+        }
+        if !keys.insert(write.key()) {
+            return Err(StorageError::invalid("a transaction cannot touch one item twice"));
+        }
+    }
+    if total > MAX_TRANSACTION_BYTES {
+        return Err(StorageError::new(StorageErrorKind::TooLarge, "transaction exceeds the 4 mb size limit"));
+    }
+    Ok(())
+}
+
+fn condition_holds(condition: &Condition, current: Option<&Attrs>) -> bool {
+    match condition {
+        Condition::Always => true,
+        Condition::NotExists => current.is_none(),
+        Condition::Exists => current.is_some(),
+        Condition::Equals(name, value) => current.and_then(|attrs| attrs.get(name)) == Some(value),
+    }
+}
+
+/// The tighter of two lower bounds.
+fn max_lower<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
+    match (a, b) {
+        (Bound::Unbounded, other) | (other, Bound::Unbounded) => other,
+        (Bound::Included(x), Bound::Excluded(y)) | (Bound::Excluded(y), Bound::Included(x)) => {
+            if y >= x {
+                Bound::Excluded(y)
+            } else {
+                Bound::Included(x)
+            }
+        }
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.max(y)),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.max(y)),
+    }
+}
+
+/// The tighter of two upper bounds.
+fn min_upper<'a>(a: Bound<&'a str>, b: Bound<&'a str>) -> Bound<&'a str> {
+    match (a, b) {
+        (Bound::Unbounded, other) | (other, Bound::Unbounded) => other,
+        (Bound::Included(x), Bound::Excluded(y)) | (Bound::Excluded(y), Bound::Included(x)) => {
+            if y <= x {
+                Bound::Excluded(y)
+            } else {
+                Bound::Included(x)
+            }
+        }
+        (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.min(y)),
+        (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.min(y)),
+    }
+}
+
+/// True when no string lies between the bounds (so `BTreeMap::range` must not be called).
+fn is_empty_range(lower: Bound<&str>, upper: Bound<&str>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a >= b,
+        _ => false,
+    }
+}
+
+/// The sort-key bounds a query scans, before the range's own filter.
+fn query_bounds(query: &Query) -> (Bound<&str>, Bound<&str>) {
+    let (lower, upper) = match &query.range {
+        SkRange::All => (Bound::Unbounded, Bound::Unbounded),
+        SkRange::Prefix(p) => (Bound::Included(p.as_str()), Bound::Unbounded),
+        SkRange::Between(lo, hi) => (Bound::Included(lo.as_str()), Bound::Included(hi.as_str())),
+        SkRange::AtLeast(lo) => (Bound::Included(lo.as_str()), Bound::Unbounded),
+        SkRange::AtMost(hi) => (Bound::Unbounded, Bound::Included(hi.as_str())),
+    };
+    match (&query.start_after, query.forward) {
+        (Some(after), true) => (max_lower(lower, Bound::Excluded(after.as_str())), upper),
+        (Some(before), false) => (lower, min_upper(upper, Bound::Excluded(before.as_str()))),
+        (None, _) => (lower, upper),
+    }
+}
+
+/// Collects one page from `entries` (already in the requested order and inside the range).
+fn collect_page<'a>(pk: &str, entries: impl Iterator<Item = (&'a String, &'a Attrs)>, limit: usize) -> QueryPage {
+    let mut entries = entries.peekable();
+    let mut page = QueryPage::default();
+    let mut bytes = 0usize;
+    while let Some((sk, attrs)) = entries.next() {
+        let item = Item { key: Key::new(pk, sk.as_str()), attrs: attrs.clone() };
+        bytes += item.size();
+        page.items.push(item);
+        if page.items.len() >= limit || bytes >= MAX_PAGE_BYTES {
+            if entries.peek().is_some() {
+                page.last_evaluated = Some(sk.clone());
+            }
+            break;
+        }
+    }
+    page
+}
+
+/// An [`ItemTable`] held in a map behind a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryItemTable {
+    partitions: Mutex<BTreeMap<String, Partition>>,
+}
+
+impl MemoryItemTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of items stored (for test assertions).
+    pub fn len(&self) -> usize {
+        lock(&self.partitions).values().map(BTreeMap::len).sum()
+    }
+
+    /// True when no item is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn current<'a>(partitions: &'a BTreeMap<String, Partition>, key: &Key) -> Option<&'a Attrs> {
+    partitions.get(&key.pk).and_then(|p| p.get(&key.sk))
+}
+
+fn store(partitions: &mut BTreeMap<String, Partition>, item: Item) {
+    partitions.entry(item.key.pk).or_default().insert(item.key.sk, item.attrs);
+}
+
+fn remove(partitions: &mut BTreeMap<String, Partition>, key: &Key) {
+    if let Some(partition) = partitions.get_mut(&key.pk) {
+        partition.remove(&key.sk);
+        if partition.is_empty() {
+            partitions.remove(&key.pk);
+        }
+    }
+}
+
+#[async_trait]
+impl ItemTable for MemoryItemTable {
+    async fn get(&self, key: &Key) -> StorageResult<Option<Item>> {
+        validate_key(key)?;
+        let partitions = lock(&self.partitions);
+        Ok(current(&partitions, key).map(|attrs| Item { key: key.clone(), attrs: attrs.clone() }))
+    }
+
+    async fn put(&self, item: Item, condition: Condition) -> StorageResult<()> {
+        validate_item(&item)?;
+        let mut partitions = lock(&self.partitions);
+        if !condition_holds(&condition, current(&partitions, &item.key)) {
+            return Err(StorageError::condition_failed());
+        }
+        store(&mut partitions, item);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key, condition: Condition) -> StorageResult<()> {
+        validate_key(key)?;
+        let mut partitions = lock(&self.partitions);
+        if !condition_holds(&condition, current(&partitions, key)) {
+            return Err(StorageError::condition_failed());
+        }
+        remove(&mut partitions, key);
+        Ok(())
+    }
+
+    async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()> {
+        validate_transaction(&writes)?;
+        let mut partitions = lock(&self.partitions);
+        let failed: Vec<usize> = writes
+            .iter()
+            .enumerate()
+            .filter(|(_, write)| {
+                let condition = match write {
+                    Write::Put { condition, .. } | Write::Delete { condition, .. } | Write::Check { condition, .. } => condition,
+                };
+                !condition_holds(condition, current(&partitions, write.key()))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        if !failed.is_empty() {
+            return Err(StorageError::new(StorageErrorKind::TransactionCanceled(failed), "transaction cancelled by a failed condition"));
+        }
+        for write in writes {
+            match write {
+                Write::Put { item, .. } => store(&mut partitions, item),
+                Write::Delete { key, .. } => remove(&mut partitions, &key),
+                Write::Check { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(&self, query: &Query) -> StorageResult<QueryPage> {
+        if query.pk.is_empty() || query.pk.len() > MAX_PK_BYTES {
+            return Err(StorageError::invalid("query partition key must be 1 to 2048 bytes"));
+        }
+        if query.limit == 0 {
+            return Err(StorageError::invalid("query limit must be at least 1"));
+        }
+        if let SkRange::Between(lo, hi) = &query.range {
+            if lo > hi {
+                return Err(StorageError::invalid("between needs a lower bound not above its upper bound"));
+            }
+        }
+        let partitions = lock(&self.partitions);
+        let Some(partition) = partitions.get(&query.pk) else {
+            return Ok(QueryPage::default());
+        };
+        let (lower, upper) = query_bounds(query);
+        if is_empty_range(lower, upper) {
+            return Ok(QueryPage::default());
+        }
+        let scanned = partition.range::<str, _>((lower, upper));
+        let in_range = |entry: &(&String, &Attrs)| query.range.contains(entry.0);
+        // Within the scanned bounds the matching keys are contiguous (only `Prefix` is not
+        // bounded exactly), so skip to the first match and stop after the last.
+        let page = if query.forward {
+            collect_page(&query.pk, scanned.skip_while(|e| !in_range(e)).take_while(in_range), query.limit)
+        } else {
+            collect_page(&query.pk, scanned.rev().skip_while(|e| !in_range(e)).take_while(in_range), query.limit)
+        };
+        Ok(page)
+    }
+
+    async fn batch_get(&self, keys: &[Key]) -> StorageResult<Vec<Item>> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let partitions = lock(&self.partitions);
+        let unique: BTreeSet<&Key> = keys.iter().collect();
+        Ok(unique
+            .into_iter()
+            .filter_map(|key| current(&partitions, key).map(|attrs| Item { key: key.clone(), attrs: attrs.clone() }))
+            .collect())
+    }
+}
+
+/// An [`ObjectStore`] held in a sorted map behind a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryObjectStore {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemoryObjectStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The keys stored, ascending (for test assertions).
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+}
+
+fn validate_object_key(key: &str) -> StorageResult<()> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(StorageError::invalid("object key must be 1 to 1024 bytes"));
+    }
+    Ok(())
+}
+
+fn clamp_range(len: usize, range: &Range<u64>) -> Range<usize> {
+    let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(len);
+    let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
+    start..end
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjectStore {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        validate_object_key(key)?;
+        lock(&self.objects).insert(key.to_string(), body);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        lock(&self.objects).get(key).cloned().ok_or_else(|| StorageError::not_found("object not found"))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        let body = self.get(key).await?;
+        Ok(body.slice(clamp_range(body.len(), &range)))
+    }
+
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        let body = self.get(key).await?;
+        Ok(ObjectMeta { key: key.to_string(), size: body.len() as u64 })
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StorageResult<ObjectList> {
+        if limit == 0 {
+            return Err(StorageError::invalid("list limit must be at least 1"));
+        }
+        let objects = lock(&self.objects);
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = objects.range::<str, _>((lower, Bound::Unbounded)).take_while(|(key, _)| key.starts_with(prefix)).peekable();
+        let mut list = ObjectList::default();
+        while let Some((key, body)) = matching.next() {
+            list.objects.push(ObjectMeta { key: key.clone(), size: body.len() as u64 });
+            if list.objects.len() >= limit {
+                if matching.peek().is_some() {
+                    list.next_start_after = Some(key.clone());
+                }
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        lock(&self.objects).remove(key);
+        Ok(())
+    }
+}
+
+/// Format byte leading every key wrapped by [`MemoryKeyService`].
+const WRAP_FORMAT: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+/// Associated data binding a wrapped key to its master key id and context (length-prefixed,
+/// so no two (id, context) pairs share an encoding).
+fn wrap_aad(master_key_id: &str, context: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + master_key_id.len() + context.len());
+    aad.extend_from_slice(&(master_key_id.len() as u64).to_be_bytes());
+    aad.extend_from_slice(master_key_id.as_bytes());
+    aad.extend_from_slice(&(context.len() as u64).to_be_bytes());
+    aad.extend_from_slice(context.as_bytes());
+    aad
+}
+
+/// A [`KeyService`] whose master keys are random 256-bit keys living only in this process.
+///
+/// Any master key id works: its key is generated on first use. Data keys are wrapped with
+/// AES-256-GCM, with the master key id and the context as associated data.
+#[derive(Default)]
+pub struct MemoryKeyService {
+    master_keys: Mutex<HashMap<String, Zeroizing<[u8; 32]>>>,
+}
+
+impl std::fmt::Debug for MemoryKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryKeyService").finish_non_exhaustive()
+    }
+}
+
+impl MemoryKeyService {
+    /// A service with no master keys yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn cipher(&self, master_key_id: &str) -> StorageResult<Aes256Gcm> {
+        if master_key_id.is_empty() {
+            return Err(StorageError::invalid("master key id must not be empty"));
+        }
+        let mut keys = lock(&self.master_keys);
+        let key = keys.entry(master_key_id.to_string()).or_insert_with(|| {
+            let mut key = Zeroizing::new([0u8; 32]);
+            rand::thread_rng().fill_bytes(key.as_mut());
+            key
+        });
+        Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| StorageError::internal("invalid master key length"))
+    }
+}
+
+#[async_trait]
+impl KeyService for MemoryKeyService {
+    async fn generate_data_key(&self, master_key_id: &str, context: &str) -> StorageResult<DataKey> {
+        let cipher = self.cipher(master_key_id)?;
+        let mut plaintext = Zeroizing::new([0u8; 32]);
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(plaintext.as_mut());
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = wrap_aad(master_key_id, context);
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_ref(), aad: &aad })
+            .map_err(|_| StorageError::internal("data key wrapping failed"))?;
+        let mut wrapped = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        wrapped.push(WRAP_FORMAT);
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&sealed);
+        Ok(DataKey { plaintext, wrapped })
+    }
+
+    async fn decrypt_data_key(&self, master_key_id: &str, context: &str, wrapped: &[u8]) -> StorageResult<Zeroizing<[u8; 32]>> {
+        let cipher = self.cipher(master_key_id)?;
+        let (format, rest) = wrapped.split_first().ok_or_else(|| StorageError::invalid("wrapped data key is empty"))?;
+        if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
+            return Err(StorageError::invalid("wrapped data key has an unknown format"));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let aad = wrap_aad(master_key_id, context);
+        let opened = Zeroizing::new(
+            cipher
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+                .map_err(|_| StorageError::invalid("wrapped data key does not match its master key or context"))?,
+        );
+        let key: [u8; 32] = opened.as_slice().try_into().map_err(|_| StorageError::invalid("wrapped data key has the wrong length"))?;
+        Ok(Zeroizing::new(key))
+    }
+
+    fn default_key_id(&self) -> String {
+        "memory/default".to_string()
+    }
+}
+
+/// A [`Clock`] that returns a set time, moved only when the test says so.
+#[derive(Debug)]
+pub struct FixedClock {
+    micros: AtomicU64,
+}
+
+impl FixedClock {
+    /// A clock stopped at `at` (sub-microsecond precision is dropped).
+    pub fn new(at: DateTime<Utc>) -> Self {
+        FixedClock { micros: AtomicU64::new(u64::try_from(at.timestamp_micros()).unwrap_or(0)) }
+    }
+
+    /// Moves the clock forward by `by` (negative durations are ignored).
+    pub fn advance(&self, by: Duration) {
+        let micros = u64::try_from(by.num_microseconds().unwrap_or(0)).unwrap_or(0);
+        self.micros.fetch_add(micros, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `at`.
+    pub fn set(&self, at: DateTime<Utc>) {
+        self.micros.store(u64::try_from(at.timestamp_micros()).unwrap_or(0), Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let micros = i64::try_from(self.micros.load(Ordering::SeqCst)).unwrap_or(i64::MAX);
+        DateTime::from_timestamp_micros(micros).unwrap_or_default()
+    }
+}
+
+/// An [`IdSource`] that counts: ids are predictable, distinct and well formed.
+///
+/// Resource ids are UUID-shaped (`00000000-0000-4000-8000-000000000001`, ...) and hex ids are
+/// 32 hex digits (`00000000000000000000000000000001`, ...), sharing one counter.
+#[derive(Debug, Default)]
+pub struct SequentialIds {
+    next: AtomicU64,
+}
+
+impl SequentialIds {
+    /// A source whose first id is number 1.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+impl IdSource for SequentialIds {
+    fn resource_id(&self) -> String {
+        format!("00000000-0000-4000-8000-{:012x}", self.next())
+    }
+
+    fn hex32(&self) -> String {
+        format!("{:032x}", self.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_clock_moves_only_when_told() {
+        let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let clock = FixedClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::seconds(5));
+        assert_eq!(clock.now(), start + Duration::seconds(5));
+        clock.set(start);
+        assert_eq!(clock.now(), start);
+    }
+
+    #[test]
+    fn sequential_ids_are_distinct_and_well_formed() {
+        let ids = SequentialIds::new();
+        let first = ids.resource_id();
+        assert_eq!(first, "00000000-0000-4000-8000-000000000001");
+        assert!(uuid::Uuid::parse_str(&first).is_ok());
+        let hex = ids.hex32();
+        assert_eq!(hex, "00000000000000000000000000000002");
+        assert_eq!(hex.len(), 32);
+    }
+
+    #[test]
+    fn bounds_tighten_and_detect_empty_ranges() {
+        assert_eq!(max_lower(Bound::Included("b"), Bound::Excluded("a")), Bound::Included("b"));
+        assert_eq!(max_lower(Bound::Included("b"), Bound::Excluded("b")), Bound::Excluded("b"));
+        assert_eq!(min_upper(Bound::Included("b"), Bound::Excluded("c")), Bound::Included("b"));
+        assert_eq!(min_upper(Bound::Unbounded, Bound::Excluded("c")), Bound::Excluded("c"));
+        assert!(is_empty_range(Bound::Included("b"), Bound::Included("a")));
+        assert!(is_empty_range(Bound::Excluded("a"), Bound::Excluded("a")));
+        assert!(!is_empty_range(Bound::Included("a"), Bound::Included("a")));
+    }
+}
+
+/// The conformance suite against the in-memory adapters: every case as its own test, and the
+/// suite functions once each (so the runner itself is exercised).
+#[cfg(all(test, feature = "testsuite"))]
+mod conformance {
+    mod item_table {
+        use crate::memory::MemoryItemTable;
+        crate::item_table_tests!(async { ((), MemoryItemTable::new()) });
+    }
+
+    mod object_store {
+        use crate::memory::MemoryObjectStore;
+        crate::object_store_tests!(async { ((), MemoryObjectStore::new()) });
+    }
+
+    mod key_service {
+        use crate::memory::MemoryKeyService;
+        crate::key_service_tests!(async { ((), MemoryKeyService::new()) });
+    }
+
+    use super::*;
+    use crate::testsuite;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn suites_pass_on_one_shared_instance() {
+        let table = MemoryItemTable::new();
+        testsuite::item_table_suite(&table).await.unwrap_or_else(|failure| panic!("{failure}"));
+        // Running twice against the same data shows the cases do not depend on an empty store.
+        testsuite::item_table_suite(&table).await.unwrap_or_else(|failure| panic!("{failure}"));
+        testsuite::object_store_suite(&MemoryObjectStore::new()).await.unwrap_or_else(|failure| panic!("{failure}"));
+        testsuite::key_service_suite(&MemoryKeyService::new()).await.unwrap_or_else(|failure| panic!("{failure}"));
+    }
+
+    /// A table that ignores conditions must fail the suite, naming the broken cases.
+    #[tokio::test]
+    async fn suite_reports_failing_cases_by_name() {
+        struct Unconditional(MemoryItemTable);
+        #[async_trait]
+        impl ItemTable for Unconditional {
+            async fn get(&self, key: &Key) -> StorageResult<Option<Item>> {
+                self.0.get(key).await
+            }
+            async fn put(&self, item: Item, _: Condition) -> StorageResult<()> {
+                self.0.put(item, Condition::Always).await
+            }
+            async fn delete(&self, key: &Key, condition: Condition) -> StorageResult<()> {
+                self.0.delete(key, condition).await
+            }
+            async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()> {
+                self.0.transact_write(writes).await
+            }
+            async fn query(&self, query: &Query) -> StorageResult<QueryPage> {
+                self.0.query(query).await
+            }
+        }
+        let failure = testsuite::item_table_suite(&Unconditional(MemoryItemTable::new())).await.err();
+        let names: Vec<&str> = failure.iter().flat_map(|f| f.failures.iter().map(|(name, _)| *name)).collect();
+        assert!(names.contains(&"put_if_not_exists"), "{names:?}");
+        assert!(names.contains(&"put_if_equals"), "{names:?}");
+        assert!(!names.contains(&"query_ranges_and_directions"), "{names:?}");
+    }
+}

@@ -1,0 +1,234 @@
+"""Fixtures for the end-to-end tests: a running `fhirlake serve`, AWS clients pointed at it, and
+a SigV4-signing FHIR client.
+
+The binary comes from $FHIRLAKE_BIN (tests/run sets it to the freshly built one). Every client
+uses the test key pair below; the developer's own AWS configuration is never read.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from sigv4_http import SigV4Http
+
+ACCESS_KEY = "AKIDFHIRLAKEE2ETEST1"
+SECRET_KEY = "e2e/Secret+Key/For/Fhirlake/Tests/0000000"
+REGION = "us-east-1"
+START_TIMEOUT = 30
+STOP_TIMEOUT = 10
+
+# Keep the developer's AWS configuration out of every client, in this process and in the CLI.
+_EMPTY_AWS_DIR = tempfile.mkdtemp(prefix="fhirlake-e2e-aws-")
+for _name in ("config", "credentials"):
+    pathlib.Path(_EMPTY_AWS_DIR, _name).touch()
+for _var in [v for v in os.environ if v.startswith("AWS_")]:
+    del os.environ[_var]
+os.environ["AWS_CONFIG_FILE"] = os.path.join(_EMPTY_AWS_DIR, "config")
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(_EMPTY_AWS_DIR, "credentials")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def _binary():
+    path = os.environ.get("FHIRLAKE_BIN")
+    if not path:
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/fhirlake-target"))
+        path = os.path.join(target, "debug", "fhirlake")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"fhirlake binary not found at {path}: build it (tests/run does) or set FHIRLAKE_BIN")
+    return path
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `fhirlake serve` process on a fixed port and data dir, restartable."""
+
+    def __init__(self, binary, data_dir, log_dir):
+        self.binary = binary
+        self.data_dir = str(data_dir)
+        self.log_dir = pathlib.Path(log_dir)
+        self.port = _free_port()
+        self.host = "127.0.0.1"
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.access_key = ACCESS_KEY
+        self.secret_key = SECRET_KEY
+        self.region = REGION
+        self.process = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.stderr_path = self.log_dir / f"server-{self.starts}.stderr"
+        self.stdout_path = self.log_dir / f"server-{self.starts}.stdout"
+        env = {
+            **os.environ,
+            "FHIRLAKE_ACCESS_KEY_ID": self.access_key,
+            "FHIRLAKE_SECRET_ACCESS_KEY": self.secret_key,
+            "RUST_BACKTRACE": "1",
+        }
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [self.binary, "serve", "--listen", f"{self.host}:{self.port}", "--data-dir", self.data_dir,
+                 "--region", self.region],
+                env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"fhirlake serve exited with {self.process.returncode} on start\n{self.logs()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.process.kill()
+        self.process.wait()
+        pytest.fail(f"fhirlake serve did not accept connections within {START_TIMEOUT}s\n{self.logs()}")
+
+    def stop(self):
+        """SIGTERM, then require a clean exit (status 0) within STOP_TIMEOUT: graceful shutdown."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"fhirlake serve did not exit within {STOP_TIMEOUT}s of SIGTERM\n{self.logs()}")
+        assert code == 0, f"fhirlake serve exited with {code} after SIGTERM\n{self.logs()}"
+
+    def restart(self):
+        """Stops the server gracefully and starts it again on the same port and data dir."""
+        self.stop()
+        self.start()
+
+    def logs(self):
+        parts = []
+        for label, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            parts.append(f"--- server {label} ({path}) ---\n{text[-8000:]}")
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def healthlake(server):
+    """A boto3 `healthlake` client pointed at the server, without retries (failures stay visible)."""
+    session = boto3.session.Session(aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+                                    region_name=server.region)
+    return session.client("healthlake", endpoint_url=server.base_url,
+                          config=Config(retries={"mode": "standard", "max_attempts": 1}))
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    json: object
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def aws_cli(server):
+    """Runs `aws healthlake <args>` (AWS CLI v1 from the venv) against the server."""
+    aws = pathlib.Path(sys.executable).parent / "aws"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": server.region,
+        "AWS_CONFIG_FILE": os.environ["AWS_CONFIG_FILE"],
+        "AWS_SHARED_CREDENTIALS_FILE": os.environ["AWS_SHARED_CREDENTIALS_FILE"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_PAGER": "",
+    })
+
+    def run(*args, env_overrides=None, timeout=60):
+        proc = subprocess.run(
+            [str(aws), "healthlake", *args, "--endpoint-url", server.base_url, "--output", "json"],
+            env={**env, **(env_overrides or {})}, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            parsed = json.loads(proc.stdout) if proc.stdout.strip() else None
+        except json.JSONDecodeError:
+            parsed = None
+        return CliResult(proc.returncode, parsed, proc.stdout, proc.stderr)
+
+    return run
+
+
+@dataclass
+class Datastore:
+    id: str
+    endpoint: str
+    arn: str
+
+
+@pytest.fixture(scope="session")
+def new_datastore(healthlake):
+    """A factory: creates a datastore with boto3 and waits until it is ACTIVE."""
+
+    def create(name=None):
+        created = healthlake.create_fhir_datastore(
+            DatastoreTypeVersion="R4", DatastoreName=name or f"e2e-{uuid.uuid4().hex[:12]}")
+        datastore_id = created["DatastoreId"]
+        healthlake.get_waiter("fhir_datastore_active").wait(
+            DatastoreId=datastore_id, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        props = healthlake.describe_fhir_datastore(DatastoreId=datastore_id)["DatastoreProperties"]
+        return Datastore(datastore_id, props["DatastoreEndpoint"], props["DatastoreArn"])
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def datastore(new_datastore):
+    """One ACTIVE datastore shared by the data-plane tests."""
+    return new_datastore("e2e-shared")
+
+
+@pytest.fixture(scope="session")
+def fhir(server, datastore):
+    """A SigV4-signing FHIR client on the shared datastore's endpoint (paths like `Patient/123`)."""
+    return SigV4Http(datastore.endpoint, server.access_key, server.secret_key, server.region)
+
+
+@pytest.fixture
+def fresh_fhir(server, new_datastore):
+    """A FHIR client on a datastore of its own, for tests that count everything written."""
+    ds = new_datastore()
+    return SigV4Http(ds.endpoint, server.access_key, server.secret_key, server.region)
+
+
+@pytest.fixture(scope="session")
+def control(server):
+    """A SigV4-signing client for raw control-plane calls (POST / with X-Amz-Target)."""
+    return SigV4Http(server.base_url, server.access_key, server.secret_key, server.region)
