@@ -13,7 +13,6 @@
 
 mod embedded_backend;
 mod item_codec;
-mod limits;
 mod local_key_file;
 mod local_object_store;
 mod redb_item_table;

@@ -23,7 +23,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
-use crate::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
+use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 /// The one redb table holding every item.
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");

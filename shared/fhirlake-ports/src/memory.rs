@@ -19,19 +19,10 @@ use zeroize::Zeroizing;
 
 use crate::{
     AttrValue, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, Query,
-    QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS,
+    QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
 };
 
-/// DynamoDB's item size limit (400 KB), measured with [`Item::size`].
-const MAX_ITEM_BYTES: usize = 400 * 1024;
-/// DynamoDB's limit on the total size of one transaction (4 MB).
-const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
-/// DynamoDB's limit on a partition key value, in bytes.
-const MAX_PK_BYTES: usize = 2048;
-/// DynamoDB's limit on a sort key value, in bytes.
-const MAX_SK_BYTES: usize = 1024;
-/// DynamoDB stops a query page once it has read this many bytes.
-const MAX_PAGE_BYTES: usize = 1024 * 1024;
+use crate::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 type Attrs = BTreeMap<String, AttrValue>;
 type Partition = BTreeMap<String, Attrs>;
@@ -40,54 +31,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated (every update is a
     // single insert or remove after all checks), so the data is still consistent.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn validate_key(key: &Key) -> StorageResult<()> {
-    if key.pk.is_empty() || key.sk.is_empty() {
-        return Err(StorageError::invalid("key attributes must not be empty"));
-    }
-    if key.pk.len() > MAX_PK_BYTES || key.sk.len() > MAX_SK_BYTES {
-        return Err(StorageError::invalid("key attribute exceeds its size limit"));
-    }
-    Ok(())
-}
-
-fn validate_item(item: &Item) -> StorageResult<()> {
-    validate_key(&item.key)?;
-    if item.size() > MAX_ITEM_BYTES {
-        return Err(StorageError::new(StorageErrorKind::TooLarge, "item exceeds the 400 kb item size limit"));
-    }
-    Ok(())
-}
-
-fn validate_transaction(writes: &[Write]) -> StorageResult<()> {
-    if writes.is_empty() {
-        return Err(StorageError::invalid("a transaction needs at least one action"));
-    }
-    if writes.len() > MAX_TRANSACT_ITEMS {
-        return Err(StorageError::invalid(format!("a transaction takes at most {MAX_TRANSACT_ITEMS} actions")));
-    }
-    let mut keys = BTreeSet::new();
-    let mut total = 0usize;
-    for write in writes {
-        match write {
-            Write::Put { item, .. } => {
-                validate_item(item)?;
-                total += item.size();
-            }
-            Write::Delete { key, .. } | Write::Check { key, .. } => {
-                validate_key(key)?;
-                total += key.pk.len() + key.sk.len();
-            }
-        }
-        if !keys.insert(write.key()) {
-            return Err(StorageError::invalid("a transaction cannot touch one item twice"));
-        }
-    }
-    if total > MAX_TRANSACTION_BYTES {
-        return Err(StorageError::new(StorageErrorKind::TooLarge, "transaction exceeds the 4 mb size limit"));
-    }
-    Ok(())
 }
 
 fn condition_holds(condition: &Condition, current: Option<&Attrs>) -> bool {
@@ -271,17 +214,7 @@ impl ItemTable for MemoryItemTable {
     }
 
     async fn query(&self, query: &Query) -> StorageResult<QueryPage> {
-        if query.pk.is_empty() || query.pk.len() > MAX_PK_BYTES {
-            return Err(StorageError::invalid("query partition key must be 1 to 2048 bytes"));
-        }
-        if query.limit == 0 {
-            return Err(StorageError::invalid("query limit must be at least 1"));
-        }
-        if let SkRange::Between(lo, hi) = &query.range {
-            if lo > hi {
-                return Err(StorageError::invalid("between needs a lower bound not above its upper bound"));
-            }
-        }
+        validate_query(query)?;
         let partitions = lock(&self.partitions);
         let Some(partition) = partitions.get(&query.pk) else {
             return Ok(QueryPage::default());

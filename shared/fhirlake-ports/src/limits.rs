@@ -1,9 +1,9 @@
-//! DynamoDB's limits, enforced by the embedded table so code that works locally also fits in
-//! DynamoDB.
+//! DynamoDB's limits, enforced by every item-table adapter so code that works locally or in
+//! tests also fits in DynamoDB.
 
 use std::collections::BTreeSet;
 
-use fhirlake_ports::{Item, Key, Query, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS};
+use crate::{Item, Key, Query, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS};
 
 /// The item size limit (400 KB), measured with [`Item::size`].
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
