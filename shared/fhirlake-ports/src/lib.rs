@@ -15,6 +15,7 @@ mod clock;
 mod error;
 mod item_table;
 mod key_service;
+pub mod key_wrap;
 pub mod limits;
 pub mod memory;
 mod object_store;

@@ -9,8 +9,8 @@ use std::ops::{Bound, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::KeyInit;
+use aes_gcm::Aes256Gcm;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
@@ -22,6 +22,7 @@ use crate::{
     QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
 };
 
+use crate::key_wrap;
 use crate::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 type Attrs = BTreeMap<String, AttrValue>;
@@ -330,21 +331,6 @@ impl ObjectStore for MemoryObjectStore {
     }
 }
 
-/// Format byte leading every key wrapped by [`MemoryKeyService`].
-const WRAP_FORMAT: u8 = 1;
-const NONCE_LEN: usize = 12;
-
-/// Associated data binding a wrapped key to its master key id and context (length-prefixed,
-/// so no two (id, context) pairs share an encoding).
-fn wrap_aad(master_key_id: &str, context: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(16 + master_key_id.len() + context.len());
-    aad.extend_from_slice(&(master_key_id.len() as u64).to_be_bytes());
-    aad.extend_from_slice(master_key_id.as_bytes());
-    aad.extend_from_slice(&(context.len() as u64).to_be_bytes());
-    aad.extend_from_slice(context.as_bytes());
-    aad
-}
-
 /// A [`KeyService`] whose master keys are random 256-bit keys living only in this process.
 ///
 /// Any master key id works: its key is generated on first use. Data keys are wrapped with
@@ -383,37 +369,11 @@ impl MemoryKeyService {
 #[async_trait]
 impl KeyService for MemoryKeyService {
     async fn generate_data_key(&self, master_key_id: &str, context: &str) -> StorageResult<DataKey> {
-        let cipher = self.cipher(master_key_id)?;
-        let mut plaintext = Zeroizing::new([0u8; 32]);
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(plaintext.as_mut());
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = wrap_aad(master_key_id, context);
-        let sealed = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_ref(), aad: &aad })
-            .map_err(|_| StorageError::internal("data key wrapping failed"))?;
-        let mut wrapped = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        wrapped.push(WRAP_FORMAT);
-        wrapped.extend_from_slice(&nonce);
-        wrapped.extend_from_slice(&sealed);
-        Ok(DataKey { plaintext, wrapped })
+        key_wrap::generate_wrapped(&self.cipher(master_key_id)?, master_key_id, context)
     }
 
     async fn decrypt_data_key(&self, master_key_id: &str, context: &str, wrapped: &[u8]) -> StorageResult<Zeroizing<[u8; 32]>> {
-        let cipher = self.cipher(master_key_id)?;
-        let (format, rest) = wrapped.split_first().ok_or_else(|| StorageError::invalid("wrapped data key is empty"))?;
-        if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
-            return Err(StorageError::invalid("wrapped data key has an unknown format"));
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let aad = wrap_aad(master_key_id, context);
-        let opened = Zeroizing::new(
-            cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
-                .map_err(|_| StorageError::invalid("wrapped data key does not match its master key or context"))?,
-        );
-        let key: [u8; 32] = opened.as_slice().try_into().map_err(|_| StorageError::invalid("wrapped data key has the wrong length"))?;
-        Ok(Zeroizing::new(key))
+        key_wrap::unwrap(&self.cipher(master_key_id)?, master_key_id, context, wrapped)
     }
 
     fn default_key_id(&self) -> String {
