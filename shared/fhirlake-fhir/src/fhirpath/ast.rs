@@ -144,6 +144,11 @@ const CALENDAR_UNITS: [&str; 16] = [
     "milliseconds",
 ];
 
+/// Whether `unit` is a calendar duration keyword (`day`, `weeks`, ...).
+pub(crate) fn is_calendar_unit(unit: &str) -> bool {
+    CALENDAR_UNITS.contains(&unit)
+}
+
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.tokens[self.pos.min(self.tokens.len() - 1)].kind

@@ -5,8 +5,10 @@ use std::rc::Rc;
 use serde_json::{json, Number, Value};
 
 use super::ast::{BinOp, Expr, Literal};
-use super::types::{choice_suffix, is_of_type};
+use super::temporal::{self, Kind, Temporal};
+use super::types::{choice_suffix, type_matches, Namespace};
 use super::FhirPathError;
+use crate::registry::{self, ElementDef};
 
 static NULL: Value = Value::Null;
 
@@ -53,7 +55,7 @@ impl Loc {
     }
 }
 
-/// One step of a [`Loc`].
+/// One step of a [`Location`](super::Location).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     /// An object member.
@@ -74,6 +76,8 @@ pub(crate) struct Item<'a> {
     ref_type: Option<Rc<str>>,
     /// Where the element lives; `None` for computed values or when not tracking.
     pub(crate) loc: Option<Rc<Loc>>,
+    /// The element definitions of this node's children, when the model knows them.
+    elems: Option<&'static [ElementDef]>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,10 +88,10 @@ enum Val<'a> {
 
 impl<'a> Item<'a> {
     fn own(v: Value) -> Self {
-        Item { val: Val::Own(v), ext: None, ty: None, ref_type: None, loc: None }
+        Item { val: Val::Own(v), ext: None, ty: None, ref_type: None, loc: None, elems: None }
     }
     fn node(v: &'a Value, loc: Option<Rc<Loc>>) -> Self {
-        Item { val: Val::Ref(v), ext: None, ty: None, ref_type: None, loc }
+        Item { val: Val::Ref(v), ext: None, ty: None, ref_type: None, loc, elems: resource_elems(v) }
     }
     pub(crate) fn value(&self) -> &Value {
         match &self.val {
@@ -95,8 +99,40 @@ impl<'a> Item<'a> {
             Val::Own(v) => v,
         }
     }
-    fn type_name(&self) -> Option<&str> {
-        self.ref_type.as_deref().or(self.ty)
+    /// The item's type and its namespace: model elements are FHIR types, literals and computed values System ones.
+    fn type_of(&self) -> Option<(Namespace, &str)> {
+        if let Some(t) = self.ref_type.as_deref() {
+            return Some((Namespace::Fhir, t));
+        }
+        let v = self.value();
+        if let Some(rt) = v.get("resourceType").and_then(Value::as_str) {
+            return Some((Namespace::Fhir, rt));
+        }
+        match &self.val {
+            Val::Own(v) => Some((
+                Namespace::System,
+                match (self.ty, v) {
+                    (Some(t), _) => t,
+                    (None, Value::Bool(_)) => "Boolean",
+                    (None, Value::Number(n)) if n.is_i64() || n.is_u64() => "Integer",
+                    (None, Value::Number(_)) => "Decimal",
+                    (None, Value::String(_)) => "String",
+                    (None, Value::Object(o)) if o.contains_key("value") => "Quantity",
+                    _ => return None,
+                },
+            )),
+            Val::Ref(v) => Some((
+                Namespace::Fhir,
+                match (self.ty, v) {
+                    (Some(t), _) => t,
+                    (None, Value::Bool(_)) => "boolean",
+                    (None, Value::Number(n)) if n.is_i64() || n.is_u64() => "integer",
+                    (None, Value::Number(_)) => "decimal",
+                    (None, Value::String(_)) => "string",
+                    _ => return None,
+                },
+            )),
+        }
     }
     /// The JSON to hand out: `None` for a primitive that has only extensions.
     pub(crate) fn into_json(self) -> Option<Value> {
@@ -196,12 +232,12 @@ impl<'a> Evaluator<'a> {
                 let b = self.eval(base, focus, env, d)?;
                 match single(&b)? {
                     None => Ok(vec![]),
-                    Some(it) => Ok(vec![boolean(self.item_is(it, ty))]),
+                    Some(it) => Ok(vec![boolean(self.item_is(it, ty, true)?)]),
                 }
             }
             Expr::As(base, ty) => {
                 let b = self.eval(base, focus, env, d)?;
-                Ok(b.into_iter().filter(|it| self.item_is(it, ty)).collect())
+                self.filter_type(b, ty)
             }
             Expr::Binary(op, l, r) => self.binary(*op, l, r, focus, env, d),
             Expr::Call(base, name, args) => {
@@ -218,20 +254,33 @@ impl<'a> Evaluator<'a> {
         match name {
             "resource" | "context" | "rootResource" => Ok(vec![Item::node(self.root, self.track.then(|| Rc::new(Loc::Root)))]),
             "ucum" => Ok(vec![Item::own(json!("http://unitsofmeasure.org"))]),
+            _ if name.starts_with("vs-") => Ok(vec![Item::own(json!(format!("http://hl7.org/fhir/ValueSet/{}", &name[3..])))]),
+            _ if name.starts_with("ext-") => Ok(vec![Item::own(json!(format!("http://hl7.org/fhir/StructureDefinition/{}", &name[4..])))]),
             "sct" => Ok(vec![Item::own(json!("http://snomed.info/sct"))]),
             "loinc" => Ok(vec![Item::own(json!("http://loinc.org"))]),
             _ => Err(FhirPathError::eval("unknown environment variable")),
         }
     }
 
-    fn item_is(&self, it: &Item<'a>, ty: &str) -> bool {
-        is_of_type(it.type_name(), it.value(), ty)
+    fn item_is(&self, it: &Item<'a>, ty: &str, inherit: bool) -> Result<bool, FhirPathError> {
+        type_matches(it.type_of(), ty, inherit)
+    }
+
+    /// The items of type `ty` (`as`, `ofType()`).
+    fn filter_type(&self, input: Coll<'a>, ty: &str) -> Result<Coll<'a>, FhirPathError> {
+        let mut out = Vec::with_capacity(input.len());
+        for it in input {
+            if self.item_is(&it, ty, false)? {
+                out.push(it);
+            }
+        }
+        Ok(out)
     }
 
     /// An identifier at the start of a path: a type name filters the focus, anything else is a member.
     fn navigate_start(&self, focus: &[Item<'a>], name: &str) -> Coll<'a> {
         if name.starts_with(|c: char| c.is_ascii_uppercase()) {
-            let matching: Coll<'a> = focus.iter().filter(|it| self.item_is(it, name)).cloned().collect();
+            let matching: Coll<'a> = focus.iter().filter(|it| self.item_is(it, name, true).unwrap_or(false)).cloned().collect();
             if !matching.is_empty() {
                 return matching;
             }
@@ -262,11 +311,11 @@ impl<'a> Evaluator<'a> {
             };
             let Value::Object(o) = obj else { continue };
             if o.contains_key(name) || o.contains_key(&format!("_{name}")) {
-                self.push_member(&mut out, o, name, &loc, None);
+                self.push_member(&mut out, o, name, &loc, None, it.elems);
             } else if name != "resourceType" && !o.contains_key(name) {
                 for key in o.keys() {
                     if let Some(ty) = choice_suffix(key, name) {
-                        self.push_member(&mut out, o, key, &loc, Some(ty));
+                        self.push_member(&mut out, o, key, &loc, Some(ty), it.elems);
                     }
                 }
             }
@@ -281,9 +330,12 @@ impl<'a> Evaluator<'a> {
         key: &str,
         parent: &Option<Rc<Loc>>,
         ty: Option<&'static str>,
+        parent_elems: Option<&'static [ElementDef]>,
     ) {
         let value = o.get(key);
         let ext = o.get(&format!("_{key}"));
+        let (model_ty, elems) = member_model(parent_elems, key);
+        let ty = model_ty.or(ty);
         let loc = |p: &Rc<Loc>| Rc::new(Loc::Key(p.clone(), key.to_string()));
         let base_loc = if self.track { parent.as_ref().map(loc) } else { None };
         match (value, ext) {
@@ -292,19 +344,21 @@ impl<'a> Evaluator<'a> {
                 for (i, v) in items.iter().enumerate() {
                     let e = exts.and_then(|a| a.get(i)).filter(|e| !e.is_null());
                     let l = base_loc.as_ref().map(|b| Rc::new(Loc::Index(b.clone(), i)));
-                    out.push(Item { val: Val::Ref(v), ext: e, ty, ref_type: None, loc: l });
+                    out.push(Item { val: Val::Ref(v), ext: e, ty, ref_type: None, loc: l, elems: resource_elems(v).or(elems) });
                 }
             }
             (None, Some(Value::Array(exts))) => {
                 for (i, e) in exts.iter().enumerate() {
                     if !e.is_null() {
                         let l = base_loc.as_ref().map(|b| Rc::new(Loc::Index(b.clone(), i)));
-                        out.push(Item { val: Val::Ref(&NULL), ext: Some(e), ty, ref_type: None, loc: l });
+                        out.push(Item { val: Val::Ref(&NULL), ext: Some(e), ty, ref_type: None, loc: l, elems });
                     }
                 }
             }
-            (Some(v), ext) => out.push(Item { val: Val::Ref(v), ext, ty, ref_type: None, loc: base_loc }),
-            (None, Some(e)) => out.push(Item { val: Val::Ref(&NULL), ext: Some(e), ty, ref_type: None, loc: base_loc }),
+            (Some(v), ext) => {
+                out.push(Item { val: Val::Ref(v), ext, ty, ref_type: None, loc: base_loc, elems: resource_elems(v).or(elems) })
+            }
+            (None, Some(e)) => out.push(Item { val: Val::Ref(&NULL), ext: Some(e), ty, ref_type: None, loc: base_loc, elems }),
             (None, None) => {}
         }
     }
@@ -360,6 +414,21 @@ impl<'a> Evaluator<'a> {
                 }
                 if lv.len() != rv.len() {
                     return Ok(vec![boolean(negate)]);
+                }
+                if equiv {
+                    // Equivalence ignores order: every item must have an equivalent partner.
+                    let mut used = vec![false; rv.len()];
+                    let mut all = true;
+                    for a in &lv {
+                        match rv.iter().enumerate().position(|(i, b)| !used[i] && values_equivalent(a.value(), b.value())) {
+                            Some(i) => used[i] = true,
+                            None => {
+                                all = false;
+                                break;
+                            }
+                        }
+                    }
+                    return Ok(vec![boolean(all ^ negate)]);
                 }
                 let mut all = Some(true);
                 for (a, b) in lv.iter().zip(&rv) {
@@ -496,13 +565,110 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(out)
             }
+            "sort" => {
+                // Each argument is a sort key; a leading unary minus sorts that key descending.
+                let mut keyed = Vec::with_capacity(input.len());
+                for (i, it) in input.into_iter().enumerate() {
+                    let mut keys = Vec::with_capacity(args.len().max(1));
+                    if args.is_empty() {
+                        keys.push((false, Some(it.value().clone())));
+                    }
+                    for a in args {
+                        let (desc, e) = match a {
+                            Expr::Negate(inner) => (true, &**inner),
+                            other => (false, other),
+                        };
+                        let k = self.per_item(e, &it, i, env, d)?;
+                        keys.push((desc, single(&k)?.map(|k| k.value().clone())));
+                    }
+                    keyed.push((keys, it));
+                }
+                self.tick(keyed.len() * keyed.len().max(1).ilog2().max(1) as usize)?;
+                let mut failed = None;
+                keyed.sort_by(|(a, _), (b, _)| {
+                    for ((desc, x), (_, y)) in a.iter().zip(b) {
+                        // Empty keys sort first in either direction.
+                        let o = match (x, y) {
+                            (None, None) => std::cmp::Ordering::Equal,
+                            (None, Some(_)) => std::cmp::Ordering::Less,
+                            (Some(_), None) => std::cmp::Ordering::Greater,
+                            (Some(x), Some(y)) => match compare(x, y) {
+                                Ok(o) => {
+                                    let o = o.unwrap_or(std::cmp::Ordering::Equal);
+                                    if *desc {
+                                        o.reverse()
+                                    } else {
+                                        o
+                                    }
+                                }
+                                Err(e) => {
+                                    failed = Some(e);
+                                    std::cmp::Ordering::Equal
+                                }
+                            },
+                        };
+                        if o.is_ne() {
+                            return o;
+                        }
+                    }
+                    std::cmp::Ordering::Equal
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                Ok(keyed.into_iter().map(|(_, it)| it).collect())
+            }
+            "conformsTo" => {
+                arity(1..=1)?;
+                let url = singleton_str(&self.arg_value(&args[0], env, d)?)?
+                    .ok_or_else(|| FhirPathError::eval("conformsTo() needs a profile url"))?;
+                // Only the base resource profiles are known: a resource conforms to its own type's definition.
+                let ty = url
+                    .strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+                    .filter(|t| registry::type_def(t).is_some())
+                    .ok_or_else(|| FhirPathError::eval("conformsTo() only knows the base FHIR profiles"))?;
+                let Some(it) = single(&input)? else { return Ok(vec![]) };
+                Ok(vec![boolean(self.item_is(it, ty, true)?)])
+            }
+            "precision" => {
+                arity(0..=0)?;
+                let Some(it) = single(&input)? else { return Ok(vec![]) };
+                let digits = match it.value() {
+                    Value::String(s) if it.ty.is_some() || looks_temporal(s) => Temporal::parse(s).map(|t| t.digits()),
+                    // Decimal places as the number is held (trailing zeros of the source are not kept).
+                    Value::Number(n) => Some(n.to_string().split_once('.').map(|(_, f)| f.len()).unwrap_or(0)),
+                    _ => None,
+                };
+                Ok(digits.map(|d| Item::own(json!(d))).into_iter().collect())
+            }
+            "aggregate" => {
+                arity(1..=2)?;
+                let mut total = match args.get(1) {
+                    Some(init) => single(&self.arg_value(init, env, d)?)?.cloned(),
+                    None => None,
+                };
+                for (i, it) in input.iter().enumerate() {
+                    let env = Env { this: Some(it.clone()), index: Some(i), total: total.clone() };
+                    total = single(&self.eval(&args[0], std::slice::from_ref(it), &env, d)?)?.cloned();
+                }
+                Ok(total.into_iter().collect())
+            }
             "iif" => {
                 arity(2..=3)?;
-                let cond = self.arg_value(&args[0], env, d)?;
-                if to_bool(&cond)? == Some(true) {
-                    self.arg_value(&args[1], env, d)
+                // On a single input the criterion and results see it as `$this`.
+                let env = match single(&input)? {
+                    Some(it) => Env { this: Some(it.clone()), index: env.index, total: env.total.clone() },
+                    None => env.clone(),
+                };
+                let cond = self.arg_value(&args[0], &env, d)?;
+                let cond = match single(&cond)? {
+                    None => None,
+                    Some(c) => Some(c.value().as_bool().ok_or_else(|| FhirPathError::eval("iif() criterion must be a boolean"))?),
+                };
+                if cond == Some(true) {
+                    self.arg_value(&args[1], &env, d)
                 } else if let Some(e) = args.get(2) {
-                    self.arg_value(e, env, d)
+                    self.arg_value(e, &env, d)
                 } else {
                     Ok(vec![])
                 }
@@ -583,6 +749,9 @@ impl<'a> Evaluator<'a> {
             "allTrue" | "anyTrue" | "allFalse" | "anyFalse" => {
                 arity(0..=0)?;
                 let want = name.ends_with("True");
+                if input.iter().any(|it| !it.value().is_boolean()) {
+                    return Err(FhirPathError::eval(format!("{name}() needs booleans")));
+                }
                 let hits = |it: &Item<'a>| it.value().as_bool() == Some(want);
                 Ok(vec![boolean(if name.starts_with("all") { input.iter().all(hits) } else { input.iter().any(hits) })])
             }
@@ -591,11 +760,11 @@ impl<'a> Evaluator<'a> {
                 let ty = type_arg(&args[0])?;
                 if name == "is" {
                     return Ok(match single(&input)? {
-                        Some(it) => vec![boolean(self.item_is(it, &ty))],
+                        Some(it) => vec![boolean(self.item_is(it, &ty, true)?)],
                         None => vec![],
                     });
                 }
-                Ok(input.into_iter().filter(|it| self.item_is(it, &ty)).collect())
+                self.filter_type(input, &ty)
             }
             "hasValue" => {
                 arity(0..=0)?;
@@ -653,6 +822,54 @@ impl<'a> Evaluator<'a> {
                     converted.map(Item::own).into_iter().collect()
                 })
             }
+            "toDate" | "toDateTime" | "toTime" | "convertsToDate" | "convertsToDateTime" | "convertsToTime" => {
+                arity(0..=0)?;
+                let Some(it) = single(&input)? else { return Ok(vec![]) };
+                let (kind, ty) = match name.trim_start_matches("convertsTo").trim_start_matches("to") {
+                    "Date" => (Kind::Date, "Date"),
+                    "DateTime" => (Kind::DateTime, "DateTime"),
+                    _ => (Kind::Time, "Time"),
+                };
+                let converted = it.value().as_str().and_then(|s| temporal::convert(s, kind));
+                if name.starts_with("convertsTo") {
+                    return Ok(vec![boolean(converted.is_some())]);
+                }
+                Ok(converted
+                    .map(|t| {
+                        let mut item = Item::own(Value::String(t.format()));
+                        item.ty = Some(ty);
+                        item
+                    })
+                    .into_iter()
+                    .collect())
+            }
+            "toQuantity" | "convertsToQuantity" => {
+                arity(0..=1)?;
+                let Some(it) = single(&input)? else { return Ok(vec![]) };
+                let converted = to_quantity(it.value());
+                if name == "convertsToQuantity" {
+                    return Ok(vec![boolean(converted.is_some())]);
+                }
+                Ok(converted
+                    .map(|q| {
+                        let mut item = Item::own(q);
+                        item.ty = Some("Quantity");
+                        item
+                    })
+                    .into_iter()
+                    .collect())
+            }
+            "type" => {
+                arity(0..=0)?;
+                Ok(input
+                    .iter()
+                    .filter_map(|it| it.type_of())
+                    .map(|(ns, n)| {
+                        let ns = if ns == Namespace::Fhir { "FHIR" } else { "System" };
+                        Item::own(json!({"namespace": ns, "name": n}))
+                    })
+                    .collect())
+            }
             "now" | "today" | "timeOfDay" => {
                 arity(0..=0)?;
                 let now = chrono::Utc::now();
@@ -663,8 +880,25 @@ impl<'a> Evaluator<'a> {
                 };
                 Ok(vec![Item::own(Value::String(s))])
             }
-            "abs" | "ceiling" | "floor" | "round" | "truncate" | "sqrt" => {
+            "abs" | "ceiling" | "floor" | "round" | "truncate" | "sqrt" | "exp" | "ln" | "log" | "power" => {
                 let Some(it) = single(&input)? else { return Ok(vec![]) };
+                if let (Some(q), "abs") = (it.value().as_object(), name) {
+                    let mut q = q.clone();
+                    if let Some(v) = q.get("value").and_then(Value::as_f64) {
+                        q.insert("value".into(), number(v.abs()).unwrap_or(Value::Null));
+                    }
+                    return Ok(vec![Item::own(Value::Object(q))]);
+                }
+                let arg = match args.first() {
+                    Some(a) if matches!(name, "log" | "power") => {
+                        let v = self.arg_value(a, env, d)?;
+                        match single(&v)? {
+                            Some(v) => Some(v.value().as_f64().ok_or_else(|| FhirPathError::eval(format!("{name}() needs a number")))?),
+                            None => return Ok(vec![]),
+                        }
+                    }
+                    _ => None,
+                };
                 let x = it.value().as_f64().ok_or_else(|| FhirPathError::eval(format!("{name}() needs a number")))?;
                 let r = match name {
                     "abs" => x.abs(),
@@ -672,6 +906,18 @@ impl<'a> Evaluator<'a> {
                     "floor" => x.floor(),
                     "truncate" => x.trunc(),
                     "sqrt" => x.sqrt(),
+                    "exp" => x.exp(),
+                    "ln" => x.ln(),
+                    "log" => x.log(arg.unwrap_or(10.0)),
+                    "power" => {
+                        let p = arg.unwrap_or(1.0);
+                        let r = x.powf(p);
+                        // An integer to an integer power stays an integer.
+                        if it.value().is_i64() && p.fract() == 0.0 && p >= 0.0 && r.abs() < 9.0e15 {
+                            return Ok(vec![Item::own(json!(r as i64))]);
+                        }
+                        r
+                    }
                     _ => {
                         let p = match args.first() {
                             Some(a) => singleton_int(&self.arg_value(a, env, d)?)?.unwrap_or(0).clamp(0, 15),
@@ -681,7 +927,10 @@ impl<'a> Evaluator<'a> {
                         (x * f).round() / f
                     }
                 };
-                Ok(number(r).map(Item::own).into_iter().collect())
+                if !r.is_finite() {
+                    return Ok(vec![]);
+                }
+                Ok(number(round_decimal(r)).map(Item::own).into_iter().collect())
             }
             _ => self.string_fn(name, input, args, env, d),
         }
@@ -693,6 +942,11 @@ impl<'a> Evaluator<'a> {
             "endsWith",
             "contains",
             "matches",
+            "matchesFull",
+            "encode",
+            "decode",
+            "escape",
+            "unescape",
             "replaceMatches",
             "replace",
             "substring",
@@ -740,14 +994,37 @@ impl<'a> Evaluator<'a> {
                 let Some(a) = str_arg(0)? else { return Ok(vec![]) };
                 json!(regex(&a)?.is_match(s))
             }
+            "encode" | "decode" | "escape" | "unescape" => {
+                let Some(format) = str_arg(0)? else { return Ok(vec![]) };
+                self.tick(s.len() * 6)?;
+                let converted = match name {
+                    "encode" => super::codec::encode(s, &format),
+                    "decode" => super::codec::decode(s, &format),
+                    "escape" => super::codec::escape(s, &format),
+                    _ => super::codec::unescape(s, &format),
+                };
+                match converted {
+                    Some(v) => json!(v),
+                    None => return Ok(vec![]),
+                }
+            }
+            "matchesFull" => {
+                let Some(a) = str_arg(0)? else { return Ok(vec![]) };
+                json!(regex(&format!("^(?:{a})$"))?.is_match(s))
+            }
             "replaceMatches" => {
                 let (Some(a), Some(b)) = (str_arg(0)?, str_arg(1)?) else { return Ok(vec![]) };
-                json!(regex(&a)?.replace_all(s, b.as_str()).into_owned())
+                if a.is_empty() {
+                    json!(s)
+                } else {
+                    json!(regex(&a)?.replace_all(s, b.as_str()).into_owned())
+                }
             }
             "replace" => {
                 let (Some(a), Some(b)) = (str_arg(0)?, str_arg(1)?) else { return Ok(vec![]) };
                 self.tick(s.len() + b.len())?;
-                json!(if a.is_empty() { s.to_string() } else { s.replace(&a, &b) })
+                self.tick(s.len().saturating_mul(b.len()))?;
+                json!(s.replace(&a, &b))
             }
             "substring" => {
                 let chars: Vec<char> = s.chars().collect();
@@ -785,7 +1062,7 @@ impl<'a> Evaluator<'a> {
             if let Val::Ref(Value::Object(o)) = &it.val {
                 for key in o.keys() {
                     if key != "resourceType" && !key.starts_with('_') {
-                        self.push_member(&mut out, o, key, &it.loc, None);
+                        self.push_member(&mut out, o, key, &it.loc, None, it.elems);
                     }
                 }
             }
@@ -829,6 +1106,27 @@ pub(crate) fn reference_target(reference: &str) -> Option<(&str, &str)> {
     (type_ok && !id.is_empty()).then_some((rtype, id))
 }
 
+/// The element definitions of a resource's children, for a JSON object that is a resource.
+fn resource_elems(v: &Value) -> Option<&'static [ElementDef]> {
+    let rt = v.get("resourceType")?.as_str()?;
+    registry::type_def(rt).map(|t| t.elements)
+}
+
+/// The FHIR type of member `key` and the definitions of its children, from the parent's element definitions.
+fn member_model(parent: Option<&'static [ElementDef]>, key: &str) -> (Option<&'static str>, Option<&'static [ElementDef]>) {
+    let Some(m) = parent.and_then(|e| registry::find_element(e, key)) else { return (None, None) };
+    if m.element.has_inline_children() {
+        return (None, Some(m.element.children));
+    }
+    if let Some(cr) = m.element.content_reference {
+        return (None, registry::element_by_path(cr.trim_start_matches('#')).map(|e| e.children));
+    }
+    match m.type_def {
+        Some(t) => (Some(t.name), Some(t.elements)),
+        None => (None, None),
+    }
+}
+
 fn push_owned<'a>(out: &mut Coll<'a>, v: &Value) {
     match v {
         Value::Array(a) => out.extend(a.iter().map(|x| Item::own(x.clone()))),
@@ -848,7 +1146,26 @@ fn type_arg(e: &Expr) -> Result<String, FhirPathError> {
 }
 
 fn literal(l: &Literal) -> Result<Option<Item<'static>>, FhirPathError> {
-    Ok(Some(Item::own(match l {
+    let ty = match l {
+        Literal::DateTime(s) => match Temporal::parse(s).map(|t| t.kind) {
+            Some(Kind::Date) => Some("Date"),
+            Some(Kind::DateTime) => Some("DateTime"),
+            Some(Kind::Time) => Some("Time"),
+            None => return Err(FhirPathError::eval("bad date/time literal")),
+        },
+        Literal::Quantity(..) => Some("Quantity"),
+        _ => None,
+    };
+    let mut item = match literal_value(l)? {
+        Some(v) => Item::own(v),
+        None => return Ok(None),
+    };
+    item.ty = ty;
+    Ok(Some(item))
+}
+
+fn literal_value(l: &Literal) -> Result<Option<Value>, FhirPathError> {
+    Ok(Some(match l {
         Literal::Empty => return Ok(None),
         Literal::Bool(b) => json!(b),
         Literal::Str(s) => json!(s),
@@ -859,7 +1176,7 @@ fn literal(l: &Literal) -> Result<Option<Item<'static>>, FhirPathError> {
             let n: Number = n.parse().map_err(|_| FhirPathError::eval("bad quantity literal"))?;
             json!({"value": n, "unit": u, "code": u})
         }
-    })))
+    }))
 }
 
 fn boolean<'a>(b: bool) -> Item<'a> {
@@ -910,7 +1227,12 @@ fn to_string_value(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Object(o) if o.contains_key("value") && o.contains_key("unit") => {
-            Some(format!("{} '{}'", o["value"], o["unit"].as_str().unwrap_or("")))
+            let unit = o["unit"].as_str().unwrap_or("");
+            if super::ast::is_calendar_unit(unit) {
+                Some(format!("{} {unit}", o["value"]))
+            } else {
+                Some(format!("{} '{unit}'", o["value"]))
+            }
         }
         _ => None,
     }
@@ -948,8 +1270,93 @@ fn convert(target: &str, v: &Value) -> Option<Value> {
     }
 }
 
+/// A quantity's value and unit (its UCUM code, else its unit), when `v` is one.
+fn quantity_parts(v: &Value) -> Option<(f64, &str)> {
+    let o = v.as_object()?;
+    if o.keys().any(|k| !matches!(k.as_str(), "value" | "unit" | "code" | "system" | "comparator")) {
+        return None;
+    }
+    let value = o.get("value")?.as_f64()?;
+    let unit = o.get("code").or_else(|| o.get("unit")).and_then(Value::as_str).unwrap_or("1");
+    Some((value, unit))
+}
+
+/// A unit's dimension and its factor to that dimension's base unit; calendar durations from a week down are fixed.
+fn unit_scale(unit: &str) -> Option<(&'static str, f64)> {
+    Some(match unit {
+        "ms" | "millisecond" | "milliseconds" => ("s", 0.001),
+        "s" | "second" | "seconds" => ("s", 1.0),
+        "min" | "minute" | "minutes" => ("s", 60.0),
+        "h" | "hour" | "hours" => ("s", 3600.0),
+        "d" | "day" | "days" => ("s", 86400.0),
+        "wk" | "week" | "weeks" => ("s", 604_800.0),
+        "year" | "years" => ("year", 1.0),
+        "month" | "months" => ("month", 1.0),
+        "mg" => ("g", 0.001),
+        "g" => ("g", 1.0),
+        "kg" => ("g", 1000.0),
+        "mm" => ("m", 0.001),
+        "cm" => ("m", 0.01),
+        "m" => ("m", 1.0),
+        "km" => ("m", 1000.0),
+        _ => return None,
+    })
+}
+
+/// Compares two quantities, converting between units of one dimension; `None` when the units are not comparable.
+fn quantity_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    let ((x, u), (y, v)) = (quantity_parts(a)?, quantity_parts(b)?);
+    if u == v {
+        return x.partial_cmp(&y);
+    }
+    let ((du, fu), (dv, fv)) = (unit_scale(u)?, unit_scale(v)?);
+    if du != dv {
+        return None;
+    }
+    round_decimal(x * fu).partial_cmp(&round_decimal(y * fv))
+}
+
+/// Rounds away binary floating-point noise (`1.8 - 1.2`), keeping 14 significant digits.
+fn round_decimal(x: f64) -> f64 {
+    format!("{x:.13e}").parse().unwrap_or(x)
+}
+
+/// `toQuantity()`: numbers and booleans become unit `'1'`, strings `"1.5 'mg'"` or `"4 days"` their quantity.
+fn to_quantity(v: &Value) -> Option<Value> {
+    let q = |n: Value, unit: &str| json!({"value": n, "unit": unit, "code": unit});
+    match v {
+        Value::Number(_) => Some(q(v.clone(), "1")),
+        Value::Bool(b) => Some(q(json!(if *b { 1.0 } else { 0.0 }), "1")),
+        Value::Object(_) if quantity_parts(v).is_some() => Some(v.clone()),
+        Value::String(s) => {
+            let s = s.trim();
+            let (num, unit) = match s.find(' ') {
+                Some(i) => (&s[..i], s[i..].trim()),
+                None => (s, "'1'"),
+            };
+            let valid_num = {
+                let digits = num.strip_prefix(['+', '-']).unwrap_or(num);
+                let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+                !int.is_empty() && !frac.is_empty() && int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit())
+            };
+            if !valid_num {
+                return None;
+            }
+            let unit = match unit.strip_prefix('\'').and_then(|u| u.strip_suffix('\'')) {
+                Some(u) => u,
+                None if super::ast::is_calendar_unit(unit) => unit,
+                None => return None,
+            };
+            let n: Number = num.trim_start_matches('+').parse().ok()?;
+            Some(q(Value::Number(n), unit))
+        }
+        _ => None,
+    }
+}
+
 fn regex(pattern: &str) -> Result<regex::Regex, FhirPathError> {
     regex::RegexBuilder::new(pattern)
+        .dot_matches_new_line(true)
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
@@ -960,14 +1367,27 @@ fn regex(pattern: &str) -> Result<regex::Regex, FhirPathError> {
 pub(crate) fn values_equal(a: &Value, b: &Value) -> Option<bool> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => Some(x.as_f64() == y.as_f64()),
-        (Value::String(x), Value::String(y)) => {
-            if looks_temporal(x) && looks_temporal(y) && x.len() != y.len() {
-                compare_temporal(x, y).map(|o| o.is_eq())
-            } else {
-                Some(x == y)
+        (Value::String(x), Value::String(y)) => match temporal_pair(x, y) {
+            Some((p, q)) => {
+                if p.kind != q.kind && !(p.kind != Kind::Time && q.kind != Kind::Time) {
+                    return Some(false);
+                }
+                p.compare(&q).map(|o| o.is_eq())
             }
-        }
+            None => Some(x == y),
+        },
         (Value::Array(x), Value::Array(y)) => Some(x.len() == y.len() && x.iter().zip(y).all(|(a, b)| values_equal(a, b) == Some(true))),
+        (Value::Object(_), Value::Object(_)) if quantity_parts(a).is_some() && quantity_parts(b).is_some() => match quantity_cmp(a, b) {
+            Some(o) => Some(o.is_eq()),
+            // Calendar years and months have no fixed UCUM equivalent: undecided; other unit mismatches differ.
+            None if [a, b]
+                .iter()
+                .any(|q| quantity_parts(q).is_some_and(|(_, u)| matches!(u, "a" | "mo" | "year" | "years" | "month" | "months"))) =>
+            {
+                None
+            }
+            None => Some(false),
+        },
         (Value::Object(x), Value::Object(y)) => {
             Some(x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w) == Some(true))))
         }
@@ -977,6 +1397,9 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> Option<bool> {
 
 fn values_equivalent(a: &Value, b: &Value) -> bool {
     match (a, b) {
+        (Value::String(x), Value::String(y)) if temporal_pair(x, y).is_some() => {
+            temporal_pair(x, y).and_then(|(p, q)| p.compare(&q)) == Some(std::cmp::Ordering::Equal)
+        }
         (Value::String(x), Value::String(y)) => {
             let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
             norm(x) == norm(y)
@@ -985,38 +1408,29 @@ fn values_equivalent(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether a string reads as a date or date-time (`YYYY`, `YYYY-...`) or a time (`hh:mm...`).
 fn looks_temporal(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) && (b.len() == 4 || b[4] == b'-')
+    (b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) && (b.len() == 4 || b[4] == b'-' || b[4] == b'T'))
+        || (b.len() >= 5 && b[..2].iter().all(u8::is_ascii_digit) && b[2] == b':')
 }
 
-/// Compares dates/date-times written at possibly different precisions; `None` when precision makes it undecidable.
-fn compare_temporal(a: &str, b: &str) -> Option<std::cmp::Ordering> {
-    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    if let (Some(x), Some(y)) = (parse(a), parse(b)) {
-        return Some(x.cmp(&y));
+/// Both strings parsed as temporals, when both read as one.
+fn temporal_pair(a: &str, b: &str) -> Option<(Temporal, Temporal)> {
+    if !(looks_temporal(a) && looks_temporal(b)) {
+        return None;
     }
-    let n = a.len().min(b.len());
-    match a[..n].cmp(&b[..n]) {
-        std::cmp::Ordering::Equal if a.len() != b.len() => None,
-        o => Some(o),
-    }
+    Some((Temporal::parse(a)?, Temporal::parse(b)?))
 }
 
 fn compare(a: &Value, b: &Value) -> Result<Option<std::cmp::Ordering>, FhirPathError> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => Ok(x.as_f64().zip(y.as_f64()).and_then(|(x, y)| x.partial_cmp(&y))),
-        (Value::String(x), Value::String(y)) => {
-            if looks_temporal(x) && looks_temporal(y) {
-                Ok(compare_temporal(x, y))
-            } else {
-                Ok(Some(x.cmp(y)))
-            }
-        }
-        (Value::Object(x), Value::Object(y)) => match (x.get("value"), y.get("value")) {
-            (Some(p), Some(q)) if x.get("code").or(x.get("unit")) == y.get("code").or(y.get("unit")) => compare(p, q),
-            _ => Err(FhirPathError::eval("cannot compare these quantities")),
+        (Value::String(x), Value::String(y)) => match temporal_pair(x, y) {
+            Some((p, q)) => Ok(p.compare(&q)),
+            None => Ok(Some(x.cmp(y))),
         },
+        (Value::Object(_), Value::Object(_)) if quantity_parts(a).is_some() && quantity_parts(b).is_some() => Ok(quantity_cmp(a, b)),
         _ => Err(FhirPathError::eval("cannot compare values of different types")),
     }
 }
@@ -1024,6 +1438,14 @@ fn compare(a: &Value, b: &Value) -> Result<Option<std::cmp::Ordering>, FhirPathE
 fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Option<Value>, FhirPathError> {
     if let (BinOp::Add, Value::String(x), Value::String(y)) = (op, a, b) {
         return Ok(Some(json!(format!("{x}{y}"))));
+    }
+    if let (BinOp::Add | BinOp::Sub, Value::String(x), Value::Object(q)) = (op, a, b) {
+        let t = Temporal::parse(x).ok_or_else(|| FhirPathError::eval("arithmetic needs numbers"))?;
+        let amount = q.get("value").and_then(Value::as_f64).ok_or_else(|| FhirPathError::eval("quantity without a value"))?;
+        let unit = q.get("code").or_else(|| q.get("unit")).and_then(Value::as_str).unwrap_or("");
+        let amount = if op == BinOp::Sub { -amount } else { amount };
+        let sum = t.add(amount, unit).ok_or_else(|| FhirPathError::eval("cannot add this quantity to a date"))?;
+        return Ok(Some(Value::String(sum.format())));
     }
     let (Value::Number(x), Value::Number(y)) = (a, b) else {
         return Err(FhirPathError::eval("arithmetic needs numbers"));
@@ -1066,5 +1488,5 @@ fn arithmetic(op: BinOp, a: &Value, b: &Value) -> Result<Option<Value>, FhirPath
         BinOp::Mod if y == 0.0 => return Ok(None),
         _ => x % y,
     };
-    Ok(Number::from_f64(r).map(Value::Number))
+    Ok(Number::from_f64(round_decimal(r)).map(Value::Number))
 }

@@ -100,7 +100,12 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, FhirPathError> {
             }
             b'@' => {
                 i += 1;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'-' | b':' | b'.' | b'+' | b'T')) {
+                // A `.` belongs to the literal only before fractional seconds (`@T10:00:00.5`), not before `.is(...)`.
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric()
+                        || matches!(bytes[i], b'-' | b':' | b'+' | b'T')
+                        || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
+                {
                     i += 1;
                 }
                 if i == start + 1 {

@@ -5,17 +5,22 @@
 //! search-parameter expressions) are compiled to a direct walk over the JSON; everything else goes through a
 //! tree-walking evaluator ([`Expression::is_compiled`] tells which).
 //!
-//! Without a structure-definition model, types are known from what the JSON says: choice-element suffixes
-//! (`valueQuantity` is a `Quantity`), `resourceType`, and the JSON kind of primitives. `resolve()` returns a contained
+//! Element types come from the generated R4 registry (`Patient.gender` is a `code`, `Patient.name` a `HumanName`,
+//! inheritance such as `code` is a `string` or `Age` is a `Quantity`), falling back to what the JSON says (choice
+//! suffixes, `resourceType`, the JSON kind of primitives); literals and computed values have System types. Dates,
+//! date-times and times are compared at their precision and support calendar arithmetic. The engine is checked against
+//! HL7's FHIRPath R4 test suite (`tests/fhirpath_conformance.rs`). `resolve()` returns a contained
 //! resource for `#id` references and otherwise a stub `{resourceType, id}` typed from the reference, which is what
 //! search parameters such as `Observation.subject.where(resolve() is Patient)` need.
 //!
 //! [`Expression::locate`] returns where each result lives, for FHIRPath Patch.
 
 mod ast;
+mod codec;
 mod eval;
 mod lexer;
 mod simple;
+mod temporal;
 mod types;
 
 use serde_json::Value;

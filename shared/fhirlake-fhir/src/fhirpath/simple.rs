@@ -1,4 +1,4 @@
-//! The fast path: "compiled" simple paths (`Type.a.b`, `Type.value as Quantity`, `A.x | B.y`) walked directly over the JSON.
+//! The fast path: "compiled" simple paths (`Type.a.b`, `Type.value as Quantity` on a choice element, `A.x | B.y`) walked directly over the JSON.
 //!
 //! Most R4 search-parameter expressions are of this shape. The walk gives the same answer as the general evaluator
 //! (the tests check both on every sample) without building the evaluator's collections.
@@ -27,8 +27,6 @@ enum Step {
     Member(String),
     /// `.name as T` on a choice element: the single key `nameT` (or `name` filtered by type).
     Choice { name: String, key: String, ty: String },
-    /// `ofType(T)` / `as T` on anything else.
-    OfType(String),
 }
 
 /// An element reached by the walk: its JSON, the `_name` sibling of a primitive, and the choice type when known.
@@ -77,15 +75,31 @@ fn path(e: &Expr) -> Option<SimplePath> {
 
 fn typed(mut p: SimplePath, ty: &str) -> Option<SimplePath> {
     if let Some(Step::Member(name)) = p.steps.last() {
-        if let Some(key) = choice_key(name, ty) {
+        if let Some(key) = choice_key(name, ty).filter(|_| is_choice_element(&p)) {
             let name = name.clone();
             p.steps.pop();
             p.steps.push(Step::Choice { name, key, ty: ty.to_string() });
             return Some(p);
         }
     }
-    p.steps.push(Step::OfType(ty.to_string()));
-    Some(p)
+    // Other type filters need the model's element types: left to the general evaluator.
+    None
+}
+
+/// Whether the path's last member is a choice element (`Observation.value` is `value[x]`) in the model.
+fn is_choice_element(p: &SimplePath) -> bool {
+    let mut path = p.root.clone();
+    for step in &p.steps {
+        match step {
+            Step::Member(m) => {
+                path.push('.');
+                path.push_str(m);
+            }
+            Step::Choice { .. } => return false,
+        }
+    }
+    path.push_str("[x]");
+    crate::registry::element_by_path(&path).is_some_and(|e| e.choice)
 }
 
 impl Compiled {
@@ -112,10 +126,6 @@ impl SimplePath {
         }
         let mut cur = vec![root];
         for step in &self.steps {
-            if let Step::OfType(ty) = step {
-                cur.retain(|n| n.value.is_some_and(|v| is_of_type(n.ty, v, ty)));
-                continue;
-            }
             let mut next = Vec::with_capacity(cur.len());
             for n in &cur {
                 // A primitive's id and extensions live in its `_name` sibling.
@@ -141,7 +151,6 @@ impl SimplePath {
                             push(&mut next, o, key, choice_suffix(key, name));
                         }
                     }
-                    Step::OfType(_) => {}
                 }
             }
             cur = next;

@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+use super::FhirPathError;
+use crate::registry;
+
 /// Every type an R4 choice element (`value[x]`, `onset[x]`, ...) can take, spelled as the type name.
 pub(crate) const CHOICE_TYPES: [&str; 50] = [
     "base64Binary",
@@ -125,6 +128,61 @@ pub(crate) fn infer_type(value: &Value) -> Option<&str> {
         Value::Number(_) => Some("decimal"),
         Value::String(_) => Some("string"),
         _ => None,
+    }
+}
+
+/// The namespace of a type: FHIR model types or FHIRPath's own System types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    /// `FHIR.Patient`, `FHIR.boolean`.
+    Fhir,
+    /// `System.Boolean`, `System.Date`, the types of literals and computed values.
+    System,
+}
+
+/// FHIRPath's System types.
+const SYSTEM_TYPES: [&str; 9] = ["Any", "Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"];
+
+/// Whether a value of type `actual` is of the type written `wanted` (`Patient`, `FHIR.code`, `System.Boolean`).
+/// With `inherit`, a FHIR primitive also matches its base types (`code` is a `string`); complex and resource types
+/// always do (`Age` is a `Quantity`, `Patient` a `Resource`). Fails for a type name neither namespace knows.
+pub(crate) fn type_matches(actual: Option<(Namespace, &str)>, wanted: &str, inherit: bool) -> Result<bool, FhirPathError> {
+    let (ns, name) = match wanted.split_once('.') {
+        Some(("FHIR", n)) => (Some(Namespace::Fhir), n),
+        Some(("System", n)) => (Some(Namespace::System), n),
+        _ => (None, wanted),
+    };
+    let fhir_known = registry::type_def(name).is_some();
+    let system_known = SYSTEM_TYPES.contains(&name);
+    let known = match ns {
+        Some(Namespace::Fhir) => fhir_known,
+        Some(Namespace::System) => system_known,
+        None => fhir_known || system_known,
+    };
+    if !known {
+        // `System.Patient` names no type, so nothing is one; an unqualified unknown name is a mistake.
+        return if ns.is_some() { Ok(false) } else { Err(FhirPathError::eval("unknown type name")) };
+    }
+    let Some((actual_ns, actual)) = actual else { return Ok(false) };
+    if ns.is_some_and(|n| n != actual_ns) {
+        return Ok(false);
+    }
+    if actual_ns == Namespace::System {
+        return Ok(name == "Any" || name == actual);
+    }
+    let mut cur = actual;
+    loop {
+        if cur == name {
+            return Ok(true);
+        }
+        let Some(def) = registry::type_def(cur) else { return Ok(false) };
+        if def.is_primitive() && !inherit {
+            return Ok(false);
+        }
+        match def.base {
+            Some(b) => cur = b,
+            None => return Ok(false),
+        }
     }
 }
 
