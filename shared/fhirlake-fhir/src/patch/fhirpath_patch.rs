@@ -1,5 +1,5 @@
 //! FHIRPath Patch: a `Parameters` resource whose `operation` parameters add, insert, delete, replace or move
-//! elements selected by FHIRPath (http://hl7.org/fhir/R4/fhirpatch.html).
+//! elements selected by FHIRPath (<http://hl7.org/fhir/R4/fhirpatch.html>).
 
 use serde_json::{Map, Value};
 
