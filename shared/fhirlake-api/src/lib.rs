@@ -13,12 +13,14 @@ pub mod fhir;
 
 use std::sync::Arc;
 
-use axum::body::to_bytes;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::Router;
+use bytes::{Bytes, BytesMut};
 use fhirlake_core::Services;
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 
 pub use auth::RequestAuthenticator;
 
@@ -69,14 +71,19 @@ fn classify(method: &Method, path: &str) -> Plane {
 async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let plane = classify(&parts.method, parts.uri.path());
-    let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
+    let body = match read_body(body).await {
+        BodyRead::Complete(body) => body,
+        BodyRead::TooLarge => {
             let message = format!("the request body exceeds {MAX_REQUEST_BYTES} bytes");
-            return match plane {
+            let mut response = match plane {
                 Plane::Control => control_plane::aws_error(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &message),
                 _ => fhir::FhirError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", message).into_response(),
             };
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return response;
+        }
+        BodyRead::Failed => {
+            return fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
         }
     };
     let principal = match state.authenticator.authenticate(&parts, &body) {
@@ -104,4 +111,37 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     };
     audit::completed(&principal, &parts, &response);
     response
+}
+
+/// An oversized body is still read (and discarded) up to this many bytes, so that the client,
+/// which is usually still sending, receives the 413 instead of a connection reset.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
+enum BodyRead {
+    Complete(Bytes),
+    TooLarge,
+    Failed,
+}
+
+/// Reads the whole body if it is at most [`MAX_REQUEST_BYTES`].
+async fn read_body(mut body: Body) -> BodyRead {
+    let mut buffer = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return BodyRead::Failed };
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_REQUEST_BYTES {
+            buffer.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED_BYTES {
+            return BodyRead::TooLarge;
+        } else if !buffer.is_empty() {
+            buffer = BytesMut::new();
+        }
+    }
+    if seen > MAX_REQUEST_BYTES {
+        BodyRead::TooLarge
+    } else {
+        BodyRead::Complete(buffer.freeze())
+    }
 }
