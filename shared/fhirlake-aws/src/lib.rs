@@ -1,0 +1,25 @@
+//! The AWS adapters of fhirlake's storage ports, built on aws-sdk-rust:
+//!
+//! - [`DynamoDbItemTable`]: [`ItemTable`](fhirlake_ports::ItemTable) on one DynamoDB table with
+//!   string `pk`/`sk` keys;
+//! - [`S3ObjectStore`]: [`ObjectStore`](fhirlake_ports::ObjectStore) on an S3 bucket (optionally under
+//!   a key prefix, optionally with SSE-KMS);
+//! - [`KmsKeyService`]: [`KeyService`](fhirlake_ports::KeyService) on KMS `GenerateDataKey`/`Decrypt`
+//!   with a bounded cache of unwrapped data keys.
+//!
+//! Clients come from the standard AWS configuration ([`AwsClients::from_env`]), so the same code
+//! runs against AWS or a local emulator (`AWS_ENDPOINT_URL`). No `aws_sdk_*` type crosses a port:
+//! every SDK error is normalised to a [`StorageErrorKind`](fhirlake_ports::StorageErrorKind).
+#![warn(missing_docs)]
+
+mod config;
+mod dynamodb_attrs;
+mod dynamodb_item_table;
+mod error;
+mod kms_key_service;
+mod s3_object_store;
+
+pub use config::{load_sdk_config, AwsClients};
+pub use dynamodb_item_table::{create_table_if_missing, DynamoDbItemTable};
+pub use kms_key_service::{create_key_if_missing, KmsKeyService, DATA_KEY_CACHE_CAPACITY, ENCRYPTION_CONTEXT_KEY};
+pub use s3_object_store::{create_bucket_if_missing, S3ObjectStore};
