@@ -9,6 +9,7 @@ use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::SdkError;
 use aws_sdk_kms::operation::decrypt::{DecryptError, DecryptOutput};
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
+use aws_sdk_kms::operation::generate_data_key::{GenerateDataKeyError, GenerateDataKeyOutput};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use aws_sdk_kms::Client;
@@ -104,16 +105,24 @@ impl KmsKeyService {
             .await
     }
 
-    /// True when a data key freshly generated under `master_key_id` and `context` decrypts.
-    async fn decrypt_is_allowed(&self, master_key_id: &str, context: &str) -> bool {
-        let generated = self
-            .client
+    /// `GenerateDataKey` of a 256-bit key under `master_key_id`, bound to `context`.
+    async fn generate(
+        &self,
+        master_key_id: &str,
+        context: &str,
+    ) -> Result<GenerateDataKeyOutput, SdkError<GenerateDataKeyError, HttpResponse>> {
+        self.client
             .generate_data_key()
             .key_id(master_key_id)
             .key_spec(DataKeySpec::Aes256)
             .encryption_context(ENCRYPTION_CONTEXT_KEY, context)
             .send()
-            .await;
+            .await
+    }
+
+    /// True when a data key freshly generated under `master_key_id` and `context` decrypts.
+    async fn decrypt_is_allowed(&self, master_key_id: &str, context: &str) -> bool {
+        let generated = self.generate(master_key_id, context).await;
         let Some(wrapped) = generated.ok().and_then(|mut output| {
             if let Some(plaintext) = output.plaintext.take() {
                 plaintext.into_inner().zeroize();
@@ -161,15 +170,7 @@ fn same_key(reported: &str, arn: &str) -> bool {
 #[async_trait]
 impl KeyService for KmsKeyService {
     async fn generate_data_key(&self, master_key_id: &str, context: &str) -> StorageResult<DataKey> {
-        let output = self
-            .client
-            .generate_data_key()
-            .key_id(master_key_id)
-            .key_spec(DataKeySpec::Aes256)
-            .encryption_context(ENCRYPTION_CONTEXT_KEY, context)
-            .send()
-            .await
-            .map_err(|e| sdk_error("generate data key", &e))?;
+        let output = self.generate(master_key_id, context).await.map_err(|e| sdk_error("generate data key", &e))?;
         let wrapped =
             output.ciphertext_blob.map(Blob::into_inner).ok_or_else(|| StorageError::internal("kms returned no wrapped data key"))?;
         let plaintext = plaintext_key(output.plaintext)?;

@@ -21,11 +21,15 @@ const NONCE_LEN: usize = 12;
 /// Unwrapped keys kept in memory; beyond this the cache is cleared and refilled on demand.
 const CACHE_CAPACITY: usize = 1024;
 
+/// A wrapped data key and the cipher unwrapped from it.
+type CachedKey = (Vec<u8>, Arc<Aes256Gcm>);
+
 /// Encrypts and decrypts bodies with per-datastore data keys.
 #[derive(Clone)]
 pub struct BodyCipher {
     keys: Arc<dyn KeyService>,
-    cache: Arc<Mutex<HashMap<String, Arc<Aes256Gcm>>>>,
+    /// Per datastore id: the wrapped key the cipher was unwrapped from, and the cipher.
+    cache: Arc<Mutex<HashMap<String, CachedKey>>>,
 }
 
 impl BodyCipher {
@@ -35,9 +39,10 @@ impl BodyCipher {
     }
 
     async fn cipher_for(&self, ds: &ActiveDatastore) -> CoreResult<Arc<Aes256Gcm>> {
-        let cache_key = format!("{}:{}", ds.id, hex::encode(&ds.wrapped_data_key));
-        if let Some(cipher) = self.cache.lock().map_err(|_| poisoned())?.get(&cache_key) {
-            return Ok(cipher.clone());
+        if let Some((wrapped, cipher)) = self.cache.lock().map_err(|_| poisoned())?.get(&ds.id) {
+            if *wrapped == ds.wrapped_data_key {
+                return Ok(cipher.clone());
+            }
         }
         let plaintext: Zeroizing<[u8; 32]> = self.keys.decrypt_data_key(&ds.master_key_id, &ds.id, &ds.wrapped_data_key).await?;
         let cipher =
@@ -46,7 +51,7 @@ impl BodyCipher {
         if cache.len() >= CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert(cache_key, cipher.clone());
+        cache.insert(ds.id.clone(), (ds.wrapped_data_key.clone(), cipher.clone()));
         Ok(cipher)
     }
 
