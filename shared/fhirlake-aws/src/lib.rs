@@ -12,13 +12,19 @@
 //! every SDK error is normalised to a [`StorageErrorKind`](fhirlake_ports::StorageErrorKind).
 #![warn(missing_docs)]
 
+mod aws_backend;
 mod config;
 mod dynamodb_attrs;
 mod dynamodb_item_table;
 mod error;
 mod kms_key_service;
+#[cfg(feature = "moto")]
+pub mod moto;
 mod s3_object_store;
 
+pub use aws_backend::{
+    AwsBackend, AwsSettings, BUCKET_ENV, DEFAULT_BUCKET, DEFAULT_KMS_KEY, DEFAULT_TABLE, KMS_KEY_ENV, OBJECT_PREFIX_ENV, TABLE_ENV,
+};
 pub use config::{load_sdk_config, AwsClients};
 pub use dynamodb_item_table::{create_table_if_missing, DynamoDbItemTable};
 pub use kms_key_service::{create_key_if_missing, KmsKeyService, DATA_KEY_CACHE_CAPACITY, ENCRYPTION_CONTEXT_KEY};
