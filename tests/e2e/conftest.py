@@ -3,6 +3,10 @@ a SigV4-signing FHIR client.
 
 The binary comes from $FHIRLAKE_BIN (tests/run sets it to the freshly built one). Every client
 uses the test key pair below; the developer's own AWS configuration is never read.
+
+$FHIRLAKE_E2E_BACKEND picks the server's backend: `embedded` (the default: its own data dir) or
+`aws` (`fhirlake aws init`, then `fhirlake serve --backend aws`, on a moto server started here).
+tests/run runs the suite once for each; tests under e2e/aws/ run only against `aws`.
 """
 
 import json
@@ -21,6 +25,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from aws_emulator import Moto
 from sigv4_http import SigV4Http
 
 ACCESS_KEY = "AKIDFHIRLAKEE2ETEST1"
@@ -28,6 +33,9 @@ SECRET_KEY = "e2e/Secret+Key/For/Fhirlake/Tests/0000000"
 REGION = "us-east-1"
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10
+BACKEND = os.environ.get("FHIRLAKE_E2E_BACKEND", "embedded")
+if BACKEND not in ("embedded", "aws"):
+    raise RuntimeError(f"FHIRLAKE_E2E_BACKEND must be embedded or aws, not {BACKEND!r}")
 
 # Keep the developer's AWS configuration out of every client, in this process and in the CLI.
 _EMPTY_AWS_DIR = tempfile.mkdtemp(prefix="fhirlake-e2e-aws-")
@@ -45,6 +53,7 @@ def _binary():
     if not path:
         target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/fhirlake-target"))
         path = os.path.join(target, "debug", "fhirlake")
+        os.environ["FHIRLAKE_BIN"] = path
     if not os.access(path, os.X_OK):
         pytest.fail(f"fhirlake binary not found at {path}: build it (tests/run does) or set FHIRLAKE_BIN")
     return path
@@ -59,8 +68,10 @@ def _free_port():
 class Server:
     """A `fhirlake serve` process on a fixed port and data dir, restartable."""
 
-    def __init__(self, binary, data_dir, log_dir):
+    def __init__(self, binary, data_dir, log_dir, backend_args=(), backend_env=None):
         self.binary = binary
+        self.backend_args = list(backend_args)
+        self.backend_env = dict(backend_env or {})
         self.data_dir = str(data_dir)
         self.log_dir = pathlib.Path(log_dir)
         self.port = _free_port()
@@ -81,11 +92,12 @@ class Server:
             "FHIRLAKE_ACCESS_KEY_ID": self.access_key,
             "FHIRLAKE_SECRET_ACCESS_KEY": self.secret_key,
             "RUST_BACKTRACE": "1",
+            **self.backend_env,
         }
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 [self.binary, "serve", "--listen", f"{self.host}:{self.port}", "--data-dir", self.data_dir,
-                 "--region", self.region],
+                 "--region", self.region, *self.backend_args],
                 env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + START_TIMEOUT
@@ -131,9 +143,66 @@ class Server:
         return "\n".join(parts)
 
 
+@dataclass
+class AwsBackend:
+    """The moto server and the resources `fhirlake aws init` created on it."""
+    moto: Moto
+    table: str
+    bucket: str
+    kms_key: str
+
+    def args(self):
+        return ["--backend", "aws", "--table", self.table, "--bucket", self.bucket, "--kms-key", self.kms_key]
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"))
+def aws_backend(tmp_path_factory):
+    """With FHIRLAKE_E2E_BACKEND=aws: moto, provisioned by `fhirlake aws init`; else None."""
+    if BACKEND != "aws":
+        yield None
+        return
+    logs = tmp_path_factory.mktemp("moto")
+    moto = Moto(logs / "moto.log")
+    run = uuid.uuid4().hex[:12]
+    backend = AwsBackend(moto, f"fhirlake-e2e-{run}", f"fhirlake-e2e-{run}", f"alias/fhirlake-e2e-{run}")
+    init = subprocess.run(
+        [_binary(), "aws", "init", "--table", backend.table, "--bucket", backend.bucket, "--kms-key", backend.kms_key],
+        env={**os.environ, **moto.env}, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    if init.returncode != 0:
+        moto.stop()
+        pytest.fail(f"fhirlake aws init failed ({init.returncode})\n{init.stdout}\n{init.stderr}")
+    yield backend
+    moto.stop()
+
+
+@dataclass
+class CustomerKey:
+    arn: str
+    alias: str
+
+
+@pytest.fixture(scope="session")
+def customer_key(aws_backend):
+    """A customer-managed key for SseConfiguration, by ARN and by alias. The embedded key service
+    derives a key for any well-formed id; on the aws backend the key must exist in KMS, as a
+    customer's own key would, so it is created there."""
+    if aws_backend is None:
+        return CustomerKey("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                           "alias/fhirlake-e2e")
+    kms = aws_backend.moto.client("kms")
+    key = kms.create_key(Description="e2e customer managed key")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/fhirlake-e2e", TargetKeyId=key["KeyId"])
+    return CustomerKey(key["Arn"], "alias/fhirlake-e2e")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, aws_backend):
+    if aws_backend is None:
+        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"))
+    else:
+        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"),
+                     backend_args=aws_backend.args(), backend_env=aws_backend.moto.env)
     srv.start()
     yield srv
     srv.stop()

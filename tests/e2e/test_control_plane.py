@@ -168,11 +168,11 @@ def test_aws_cli_reports_service_errors(aws_cli):
     assert "ResourceNotFoundException" in missing.stderr
 
 
-def test_customer_managed_key_is_recorded(healthlake):
+def test_customer_managed_key_is_recorded(healthlake, customer_key):
     props = create_active(healthlake, SseConfiguration={
-        "KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY", "KmsKeyId": KMS_KEY_ARN}})
+        "KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY", "KmsKeyId": customer_key.arn}})
     assert props["SseConfiguration"] == {
-        "KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY", "KmsKeyId": KMS_KEY_ARN}}
+        "KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY", "KmsKeyId": customer_key.arn}}
 
 
 def test_identity_provider_configuration_is_stored_as_given(healthlake):
@@ -502,10 +502,10 @@ def test_wire_errors_for_unknown_targets_and_bad_bodies(control):
 
 # --- persistence ----------------------------------------------------------------------------------
 
-def test_datastores_tags_and_data_survive_a_restart(healthlake, server):
+def test_datastores_tags_and_data_survive_a_restart(healthlake, server, customer_key):
     kept = create_active(healthlake, Tags=[{"Key": "keep", "Value": "me"}],
                          SseConfiguration={"KmsEncryptionConfig": {"CmkType": "CUSTOMER_MANAGED_KMS_KEY",
-                                                                   "KmsKeyId": "alias/fhirlake-e2e"}})
+                                                                   "KmsKeyId": customer_key.alias}})
     dropped = create_active(healthlake)
     healthlake.delete_fhir_datastore(DatastoreId=dropped["DatastoreId"])
     fhir = fhir_client(server, kept["DatastoreEndpoint"])

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use fhirlake_ports::{StorageError, StorageResult};
+use fhirlake_ports::{StorageError, StorageErrorKind, StorageResult};
+
+use crate::error::{sdk_error, service_code};
 
 use crate::{create_bucket_if_missing, create_key_if_missing, create_table_if_missing, AwsClients};
 use crate::{DynamoDbItemTable, KmsKeyService, S3ObjectStore};
@@ -98,6 +100,30 @@ impl AwsBackend {
         }
     }
 
+    /// Checks that the table, the bucket and the key `settings` names exist and are reachable
+    /// with the configured credentials, so that a server fails at start rather than on its
+    /// first request.
+    ///
+    /// Errors: `NotFound` naming the first missing resource; other kinds as the SDK reports.
+    pub async fn check(clients: &AwsClients, settings: &AwsSettings) -> StorageResult<()> {
+        let missing = |what: &str, name: &str| StorageError::new(StorageErrorKind::NotFound, format!("the {what} {name} does not exist"));
+        match clients.dynamodb.describe_table().table_name(&settings.table).send().await {
+            Ok(_) => {}
+            Err(e) if service_code(&e) == Some("ResourceNotFoundException") => return Err(missing("table", &settings.table)),
+            Err(e) => return Err(sdk_error("describe table", &e)),
+        }
+        match clients.s3.head_bucket().bucket(&settings.bucket).send().await {
+            Ok(_) => {}
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return Err(missing("bucket", &settings.bucket)),
+            Err(e) => return Err(sdk_error("head bucket", &e)),
+        }
+        match clients.kms.describe_key().key_id(&settings.kms_key).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if service_code(&e) == Some("NotFoundException") => Err(missing("kms key", &settings.kms_key)),
+            Err(e) => Err(sdk_error("describe key", &e)),
+        }
+    }
+
     /// Creates the table, the bucket and the KMS key (when `kms_key` is an alias) that
     /// `settings` names, where they do not exist. For emulators and development accounts; the
     /// SAM template declares them for real deployments.
@@ -143,7 +169,12 @@ mod tests {
         });
         assert_eq!(
             settings,
-            AwsSettings { table: "t".into(), bucket: "b".into(), object_prefix: None, kms_key: "arn:aws:kms:us-east-1:111122223333:key/k".into() }
+            AwsSettings {
+                table: "t".into(),
+                bucket: "b".into(),
+                object_prefix: None,
+                kms_key: "arn:aws:kms:us-east-1:111122223333:key/k".into()
+            }
         );
     }
 }

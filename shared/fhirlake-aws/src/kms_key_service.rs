@@ -11,7 +11,7 @@ use aws_sdk_kms::operation::decrypt::{DecryptError, DecryptOutput};
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_sdk_kms::operation::generate_data_key::{GenerateDataKeyError, GenerateDataKeyOutput};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyUsageType};
 use aws_sdk_kms::Client;
 use fhirlake_ports::{DataKey, KeyService, StorageError, StorageResult};
 use zeroize::{Zeroize, Zeroizing};
@@ -26,6 +26,10 @@ pub const DATA_KEY_CACHE_CAPACITY: usize = 1024;
 /// Decrypt error codes that mean the wrapped key does not open under this key id and context.
 const INVALID_CIPHERTEXT_CODES: &[&str] =
     &["InvalidCiphertextException", "IncorrectKeyException", "ValidationException", "InvalidKeyUsageException", "NotFoundException"];
+
+/// GenerateDataKey error codes that mean the key exists but this service cannot use it: it is
+/// disabled, pending deletion, not a symmetric encryption key, or its policy does not let us.
+const UNUSABLE_KEY_CODES: &[&str] = &["DisabledException", "KMSInvalidStateException", "InvalidKeyUsageException", "AccessDeniedException"];
 
 type CacheKey = (String, String, Vec<u8>);
 
@@ -170,7 +174,13 @@ fn same_key(reported: &str, arn: &str) -> bool {
 #[async_trait]
 impl KeyService for KmsKeyService {
     async fn generate_data_key(&self, master_key_id: &str, context: &str) -> StorageResult<DataKey> {
-        let output = self.generate(master_key_id, context).await.map_err(|e| sdk_error("generate data key", &e))?;
+        let output = self.generate(master_key_id, context).await.map_err(|error| match service_code(&error) {
+            Some(code) if UNUSABLE_KEY_CODES.contains(&code) => {
+                StorageError::invalid(format!("generate data key failed: the key cannot be used ({code})"))
+            }
+            Some("NotFoundException") => StorageError::not_found("generate data key failed: no such kms key"),
+            _ => sdk_error("generate data key", &error),
+        })?;
         let wrapped =
             output.ciphertext_blob.map(Blob::into_inner).ok_or_else(|| StorageError::internal("kms returned no wrapped data key"))?;
         let plaintext = plaintext_key(output.plaintext)?;
@@ -232,8 +242,14 @@ pub async fn create_key_if_missing(client: &Client, alias: &str) -> StorageResul
         Err(SdkError::ServiceError(service)) if matches!(service.err(), DescribeKeyError::NotFoundException(_)) => {}
         Err(error) => return Err(sdk_error("describe key", &error)),
     }
-    let created =
-        client.create_key().description("fhirlake data key encryption key").send().await.map_err(|e| sdk_error("create key", &e))?;
+    let created = client
+        .create_key()
+        .description("fhirlake data key encryption key")
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .key_spec(KeySpec::SymmetricDefault)
+        .send()
+        .await
+        .map_err(|e| sdk_error("create key", &e))?;
     let meta = created.key_metadata().ok_or_else(|| StorageError::internal("kms created a key without metadata"))?;
     let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
     match client.create_alias().alias_name(alias).target_key_id(meta.key_id()).send().await {

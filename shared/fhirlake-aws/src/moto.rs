@@ -116,20 +116,8 @@ fn answers_http(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
-/// Runs moto's server with request handling serialised by one lock: moto applies conditional
-/// writes without locking, so concurrent requests could both pass one condition, which
-/// DynamoDB's per-item atomicity rules out. Requests still share keep-alive connections.
-const SERIALISED_MOTO: &str = r#"
-import sys, threading
-import moto.server as server
-lock = threading.Lock()
-dispatch = server.DomainDispatcherApplication.__call__
-def serialised(self, environ, start_response):
-    with lock:
-        return dispatch(self, environ, start_response)
-server.DomainDispatcherApplication.__call__ = serialised
-server.main(sys.argv[1:])
-"#;
+/// The wrapper that runs moto's server with request handling serialised (see the script).
+const SERIALISED_MOTO: &str = include_str!("../../../tests/tools/moto_serialised.py");
 
 /// The interpreter (and its arguments) named by the `#!` line of the moto_server script.
 fn interpreter_of(script: &Path) -> Vec<String> {

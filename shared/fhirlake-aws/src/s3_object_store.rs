@@ -7,10 +7,14 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, ServerSideEncryption,
+};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use fhirlake_ports::{ObjectList, ObjectMeta, ObjectStore, StorageError, StorageResult};
+use fhirlake_ports::{
+    check_part_number, ObjectList, ObjectMeta, ObjectStore, StorageError, StorageErrorKind, StorageResult, Upload, UploadedPart,
+};
 
 use crate::error::{sdk_error, service_code};
 
@@ -52,9 +56,45 @@ impl S3ObjectStore {
         Ok(format!("{}{key}", self.prefix))
     }
 
+    /// Turns an `Internal` upload error into `NotFound` when ListParts shows the upload does
+    /// not exist. moto answers an unknown upload with a 500 rather than S3's 404
+    /// `NoSuchUpload`; this costs one extra request on that error path only.
+    async fn confirm_upload_exists(&self, upload: &Upload, error: StorageError) -> StorageError {
+        if error.kind != StorageErrorKind::Internal {
+            return error;
+        }
+        let Ok(key) = self.object_key(&upload.key) else { return error };
+        match self.client.list_parts().bucket(&self.bucket).key(key).upload_id(&upload.upload_id).max_parts(1).send().await {
+            Err(list_error) if upload_error("list parts", &list_error).kind == StorageErrorKind::NotFound => {
+                StorageError::not_found("no such upload")
+            }
+            _ => error,
+        }
+    }
+
     /// The port key of an S3 key listed under the prefix.
     fn port_key(&self, object_key: &str) -> Option<String> {
         object_key.strip_prefix(self.prefix.as_str()).map(str::to_string)
+    }
+}
+
+/// S3 error codes of CompleteMultipartUpload that mean the part list is wrong.
+const INVALID_PART_LIST_CODES: &[&str] = &["InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML", "InvalidRequest"];
+
+/// Normalises a multipart-upload error: an unknown upload is `NotFound`.
+fn upload_error<E>(operation: &str, error: &SdkError<E, HttpResponse>) -> StorageError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status_404 = matches!(error, SdkError::ServiceError(service) if service.raw().status().as_u16() == 404);
+    match service_code(error) {
+        // S3 answers NoSuchUpload (404); an emulator may send the 404 without a parsable code.
+        Some("NoSuchUpload") => StorageError::not_found("no such upload"),
+        _ if status_404 => StorageError::not_found("no such upload"),
+        Some(code) if INVALID_PART_LIST_CODES.contains(&code) => {
+            StorageError::new(StorageErrorKind::Invalid, format!("{operation} failed: {code}"))
+        }
+        _ => sdk_error(operation, error),
     }
 }
 
@@ -172,6 +212,82 @@ impl ObjectStore for S3ObjectStore {
             Ok(_) => Ok(()),
             Err(error) if service_code(&error) == Some("NoSuchKey") => Ok(()),
             Err(error) => Err(sdk_error("delete object", &error)),
+        }
+    }
+
+    async fn create_upload(&self, key: &str) -> StorageResult<Upload> {
+        let mut request = self.client.create_multipart_upload().bucket(&self.bucket).key(self.object_key(key)?);
+        if let Some(kms_key) = &self.sse_kms_key_id {
+            request = request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key);
+        }
+        let output = request.send().await.map_err(|e| sdk_error("create multipart upload", &e))?;
+        let upload_id = output.upload_id.ok_or_else(|| StorageError::internal("s3 returned no upload id"))?;
+        Ok(Upload { key: key.to_string(), upload_id })
+    }
+
+    async fn upload_part(&self, upload: &Upload, number: u32, body: Bytes) -> StorageResult<UploadedPart> {
+        check_part_number(number)?;
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.object_key(&upload.key)?)
+            .upload_id(&upload.upload_id)
+            .part_number(i32::try_from(number).map_err(|_| StorageError::invalid("part number out of range"))?)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| upload_error("upload part", &e));
+        let output = match output {
+            Ok(output) => output,
+            Err(error) => return Err(self.confirm_upload_exists(upload, error).await),
+        };
+        let etag = output.e_tag.ok_or_else(|| StorageError::internal("s3 returned no part etag"))?;
+        Ok(UploadedPart { number, etag })
+    }
+
+    async fn complete_upload(&self, upload: &Upload, parts: &[UploadedPart]) -> StorageResult<()> {
+        if parts.is_empty() {
+            return Err(StorageError::invalid("a multipart upload needs at least one part"));
+        }
+        if parts.windows(2).any(|pair| pair[1].number <= pair[0].number) {
+            return Err(StorageError::invalid("parts must be listed in strictly ascending order"));
+        }
+        let completed = parts
+            .iter()
+            .map(|part| CompletedPart::builder().part_number(i32::try_from(part.number).unwrap_or(i32::MAX)).e_tag(&part.etag).build())
+            .collect();
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.object_key(&upload.key)?)
+            .upload_id(&upload.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await
+            .map_err(|e| upload_error("complete multipart upload", &e));
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.confirm_upload_exists(upload, error).await),
+        }
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> StorageResult<()> {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.object_key(&upload.key)?)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match upload_error("abort multipart upload", &error) {
+                not_found if not_found.kind == StorageErrorKind::NotFound => Ok(()),
+                other => Err(other),
+            },
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `fhirlake`: the whole service in one process.
 //!
-//! `fhirlake serve` hosts the same router as the Lambda functions, on the embedded adapters.
+//! `fhirlake serve` hosts the same router as the Lambda functions, on the embedded adapters or
+//! (`--backend aws`) on DynamoDB, S3 and KMS; `fhirlake aws init` provisions those.
 
+mod aws_args;
 mod credentials;
 mod serve;
 
@@ -18,6 +20,16 @@ struct Cli {
 enum Command {
     /// Serve the HealthLake control plane and the FHIR data plane on one listener.
     Serve(serve::ServeArgs),
+    /// Manage the AWS resources `fhirlake serve --backend aws` uses.
+    #[command(subcommand)]
+    Aws(AwsCommand),
+}
+
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// Create the DynamoDB table, S3 bucket and KMS key where they do not exist (for
+    /// emulators and development accounts; deployments declare them in infra/template.yaml).
+    Init(aws_args::InitArgs),
 }
 
 #[tokio::main]
@@ -28,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Aws(AwsCommand::Init(args)) => aws_args::init(args).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `fhirlake serve`: wires the embedded adapters into the shared router and serves it.
+//! `fhirlake serve`: wires the embedded or the AWS adapters into the shared router and serves it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,17 @@ use fhirlake_api::{router, AppState, RequestAuthenticator};
 use fhirlake_core::{Backends, ServiceConfig, Services};
 use fhirlake_ports::{RandomIds, SystemClock};
 
+use crate::aws_args::AwsArgs;
 use crate::credentials;
+
+/// Where `fhirlake serve` keeps its data.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// The embedded store under `--data-dir`: no cloud needed.
+    Embedded,
+    /// DynamoDB, S3 and KMS through the standard AWS configuration.
+    Aws,
+}
 
 /// Flags of `fhirlake serve`.
 #[derive(clap::Args)]
@@ -17,7 +27,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "FHIRLAKE_LISTEN")]
     listen: SocketAddr,
-    /// Directory holding the embedded store, objects, keys and generated credentials.
+    /// Where the data lives.
+    #[arg(long, value_enum, default_value = "embedded", env = "FHIRLAKE_BACKEND")]
+    backend: Backend,
+    /// The AWS resources (with `--backend aws`).
+    #[command(flatten)]
+    aws: AwsArgs,
+    /// Directory holding the embedded store, objects, keys and generated credentials (with
+    /// `--backend aws`, only the generated credentials).
     #[arg(long, default_value = ".fhirlake", env = "FHIRLAKE_DATA_DIR")]
     data_dir: PathBuf,
     /// AWS region this server answers for (ARNs and SigV4 scope).
@@ -34,13 +51,27 @@ pub struct ServeArgs {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
-    let backends = Backends {
-        table: embedded.items,
-        objects: embedded.objects,
-        keys: embedded.keys,
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
+    let backends = match args.backend {
+        Backend::Embedded => {
+            let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
+            Backends {
+                table: embedded.items,
+                objects: embedded.objects,
+                keys: embedded.keys,
+                clock: Arc::new(SystemClock),
+                ids: Arc::new(RandomIds),
+            }
+        }
+        Backend::Aws => {
+            let settings = args.aws.settings();
+            tracing::info!(table = %settings.table, bucket = %settings.bucket, kms_key = %settings.kms_key, "using the aws backend");
+            let clients = fhirlake_aws::AwsClients::from_env().await;
+            fhirlake_aws::AwsBackend::check(&clients, &settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} (run `fhirlake aws init` to create the table, bucket and key)"))?;
+            let aws = fhirlake_aws::AwsBackend::new(&clients, &settings);
+            Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) }
+        }
     };
     let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     let config =
@@ -52,7 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, url = %public_base_url, data_dir = %args.data_dir.display(), region = %args.region, "fhirlake is serving");
+    tracing::info!(listen = %args.listen, url = %public_base_url, backend = ?args.backend, data_dir = %args.data_dir.display(), region = %args.region, "fhirlake is serving");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
     tracing::info!("fhirlake stopped");
     Ok(())

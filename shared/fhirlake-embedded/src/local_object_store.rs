@@ -6,6 +6,11 @@
 //! target (and the directory fsynced), so readers see the old or the new object whole and an
 //! acknowledged put survives a crash. Directories left empty by a delete are removed.
 //!
+//! Multipart uploads keep their parts under `<root>/.fhirlake-tmp-uploads/{upload id}/` (a
+//! reserved name, never listed): a file `key` holding the target key and one file
+//! `{number:05}-{etag}` per part. Completing one writes the concatenation the same atomic way
+//! and removes the upload's directory.
+//!
 //! Unlike S3, a key cannot be both an object and a prefix of other keys' directories (`a`
 //! and `a/b`): such a put is rejected as `Invalid`.
 
@@ -16,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fhirlake_ports::{ObjectList, ObjectMeta, ObjectStore, StorageError, StorageResult};
+use fhirlake_ports::{
+    check_part_list, check_part_number, ObjectList, ObjectMeta, ObjectStore, StorageError, StorageResult, Upload, UploadedPart,
+};
 use rand::RngCore;
 
 /// Names of temporary files start with this; keys may not use it as a segment prefix.
@@ -84,6 +91,11 @@ impl LocalObjectStore {
 }
 
 fn put_file(path: &Path, body: &[u8]) -> StorageResult<()> {
+    put_file_with(path, |file| file.write_all(body))
+}
+
+/// Writes the file at `path` atomically with what `fill` writes into a temporary file.
+fn put_file_with(path: &Path, mut fill: impl FnMut(&mut File) -> io::Result<()>) -> StorageResult<()> {
     let dir = path.parent().ok_or_else(|| StorageError::internal("object path has no parent"))?;
     // A concurrent delete may remove an empty directory between its creation and our temp
     // file; try again a few times.
@@ -104,7 +116,7 @@ fn put_file(path: &Path, body: &[u8]) -> StorageResult<()> {
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(io_error("cannot create a temporary object file", &error)),
         };
-        let written = file.write_all(body).and_then(|()| file.sync_all());
+        let written = fill(&mut file).and_then(|()| file.sync_all());
         drop(file);
         if let Err(error) = written.and_then(|()| fs::rename(&temp, path)) {
             let _ = fs::remove_file(&temp);
@@ -220,6 +232,39 @@ fn walk(dir: &Path, dir_key: &str, prefix: &str, start_after: Option<&str>, want
     Ok(())
 }
 
+/// The directory holding multipart uploads in progress (a reserved, never listed name).
+const UPLOADS_DIR: &str = ".fhirlake-tmp-uploads";
+/// The file inside an upload's directory that names its target key.
+const UPLOAD_KEY_FILE: &str = "key";
+
+impl LocalObjectStore {
+    /// The directory of an upload, checking that it exists and belongs to `upload.key`.
+    /// Errors: `NotFound`.
+    fn upload_dir(&self, upload: &Upload) -> StorageResult<PathBuf> {
+        let valid_id = !upload.upload_id.is_empty() && upload.upload_id.bytes().all(|b| b.is_ascii_hexdigit());
+        let dir = self.root.join(UPLOADS_DIR).join(&upload.upload_id);
+        match fs::read_to_string(dir.join(UPLOAD_KEY_FILE)) {
+            Ok(key) if valid_id && key == upload.key => Ok(dir),
+            _ => Err(StorageError::not_found("no such upload")),
+        }
+    }
+}
+
+/// The uploaded parts in `dir`: number → (etag, size, path).
+fn uploaded_parts(dir: &Path) -> StorageResult<std::collections::BTreeMap<u32, (String, usize, PathBuf)>> {
+    let mut parts = std::collections::BTreeMap::new();
+    let entries = fs::read_dir(dir).map_err(|e| io_error("cannot list the upload's parts", &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("cannot list the upload's parts", &e))?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Some((number, etag)) = name.split_once('-') else { continue };
+        let Ok(number) = number.parse::<u32>() else { continue };
+        let size = entry.metadata().map_err(|e| io_error("cannot read a part's metadata", &e))?.len();
+        parts.insert(number, (etag.to_string(), usize::try_from(size).unwrap_or(usize::MAX), entry.path()));
+    }
+    Ok(parts)
+}
+
 #[async_trait]
 impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
@@ -298,6 +343,70 @@ impl ObjectStore for LocalObjectStore {
                 remove_empty_dirs(&root, dir);
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_upload(&self, key: &str) -> StorageResult<Upload> {
+        self.object_path(key)?;
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        let upload = Upload { key: key.to_string(), upload_id: hex::encode(id) };
+        let dir = self.root.join(UPLOADS_DIR).join(&upload.upload_id);
+        let key = key.to_string();
+        blocking(move || {
+            fs::create_dir_all(&dir).map_err(|e| io_error("cannot create the upload directory", &e))?;
+            put_file(&dir.join(UPLOAD_KEY_FILE), key.as_bytes())
+        })
+        .await?;
+        Ok(upload)
+    }
+
+    async fn upload_part(&self, upload: &Upload, number: u32, body: Bytes) -> StorageResult<UploadedPart> {
+        check_part_number(number)?;
+        let dir = self.upload_dir(upload)?;
+        let mut tag = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut tag);
+        let etag = hex::encode(tag);
+        let part_etag = etag.clone();
+        blocking(move || {
+            let previous = uploaded_parts(&dir)?.remove(&number);
+            put_file(&dir.join(format!("{number:05}-{part_etag}")), &body)?;
+            if let Some((_, _, path)) = previous {
+                let _ = fs::remove_file(path);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(UploadedPart { number, etag })
+    }
+
+    async fn complete_upload(&self, upload: &Upload, parts: &[UploadedPart]) -> StorageResult<()> {
+        let dir = self.upload_dir(upload)?;
+        let target = self.object_path(&upload.key)?;
+        let parts = parts.to_vec();
+        blocking(move || {
+            let uploaded = uploaded_parts(&dir)?;
+            let sizes = uploaded.iter().map(|(number, (etag, size, _))| (*number, (etag.clone(), *size))).collect();
+            check_part_list(&parts, &sizes)?;
+            put_file_with(&target, |file| {
+                for part in &parts {
+                    let mut source = File::open(&uploaded[&part.number].2)?;
+                    io::copy(&mut source, file)?;
+                }
+                Ok(())
+            })?;
+            fs::remove_dir_all(&dir).map_err(|e| io_error("cannot remove the completed upload", &e))
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> StorageResult<()> {
+        let Ok(dir) = self.upload_dir(upload) else { return Ok(()) };
+        blocking(move || match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(error) if is_missing(&error) => Ok(()),
+            Err(error) => Err(io_error("cannot remove the aborted upload", &error)),
         })
         .await
     }

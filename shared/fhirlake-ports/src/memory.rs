@@ -18,8 +18,8 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 use crate::{
-    AttrValue, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, Query,
-    QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
+    check_part_list, check_part_number, AttrValue, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList,
+    ObjectMeta, ObjectStore, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Upload, UploadedPart, Write,
 };
 
 use crate::key_wrap;
@@ -253,7 +253,12 @@ impl ItemTable for MemoryItemTable {
 #[derive(Debug, Default)]
 pub struct MemoryObjectStore {
     objects: Mutex<BTreeMap<String, Bytes>>,
+    /// Multipart uploads in progress, by upload id.
+    uploads: Mutex<HashMap<String, MemoryUpload>>,
 }
+
+/// A multipart upload in progress: its key, and its parts by number as (etag, body).
+type MemoryUpload = (String, BTreeMap<u32, (String, Bytes)>);
 
 impl MemoryObjectStore {
     /// An empty store.
@@ -327,6 +332,55 @@ impl ObjectStore for MemoryObjectStore {
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
         lock(&self.objects).remove(key);
+        Ok(())
+    }
+
+    async fn create_upload(&self, key: &str) -> StorageResult<Upload> {
+        validate_object_key(key)?;
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        let upload_id = hex::encode(id);
+        lock(&self.uploads).insert(upload_id.clone(), (key.to_string(), BTreeMap::new()));
+        Ok(Upload { key: key.to_string(), upload_id })
+    }
+
+    async fn upload_part(&self, upload: &Upload, number: u32, body: Bytes) -> StorageResult<UploadedPart> {
+        check_part_number(number)?;
+        let mut uploads = lock(&self.uploads);
+        let (_, parts) = uploads
+            .get_mut(&upload.upload_id)
+            .filter(|(key, _)| *key == upload.key)
+            .ok_or_else(|| StorageError::not_found("no such upload"))?;
+        let mut tag = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut tag);
+        let etag = hex::encode(tag);
+        parts.insert(number, (etag.clone(), body));
+        Ok(UploadedPart { number, etag })
+    }
+
+    async fn complete_upload(&self, upload: &Upload, parts: &[UploadedPart]) -> StorageResult<()> {
+        let mut uploads = lock(&self.uploads);
+        let (key, uploaded) = uploads
+            .get(&upload.upload_id)
+            .filter(|(key, _)| *key == upload.key)
+            .ok_or_else(|| StorageError::not_found("no such upload"))?;
+        let sizes = uploaded.iter().map(|(number, (etag, body))| (*number, (etag.clone(), body.len()))).collect();
+        check_part_list(parts, &sizes)?;
+        let mut whole = Vec::new();
+        for part in parts {
+            whole.extend_from_slice(&uploaded[&part.number].1);
+        }
+        let key = key.clone();
+        uploads.remove(&upload.upload_id);
+        lock(&self.objects).insert(key, Bytes::from(whole));
+        Ok(())
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> StorageResult<()> {
+        let mut uploads = lock(&self.uploads);
+        if uploads.get(&upload.upload_id).is_some_and(|(key, _)| *key == upload.key) {
+            uploads.remove(&upload.upload_id);
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{expect, expect_eq, expect_kind, CaseFuture, CaseResult, Namespace, Step};
-use crate::{ObjectMeta, ObjectStore, StorageErrorKind};
+use crate::{ObjectMeta, ObjectStore, ObjectWriter, StorageErrorKind, UploadedPart, MIN_PART_BYTES};
 
 /// One object store case, boxed so the cases fit in a table.
 pub type ObjectStoreCase = for<'a> fn(&'a dyn ObjectStore) -> CaseFuture<'a>;
@@ -22,6 +22,11 @@ macro_rules! __object_store_cases {
             list_start_after,
             delete_is_idempotent,
             nested_keys,
+            multipart_upload_assembles_parts,
+            multipart_upload_is_invisible_until_complete,
+            multipart_upload_abort_discards_it,
+            multipart_upload_rejects_bad_part_lists,
+            object_writer_streams_in_parts,
         }
     };
 }
@@ -197,4 +202,108 @@ pub async fn nested_keys(store: &dyn ObjectStore) -> CaseResult {
     expect_eq(keys_of(&list_all(store, ns.as_str(), None, 10).await?), vec![sibling.clone()], "listing after delete")?;
     store.put(&deep, Bytes::from_static(b"again")).await.step("put deep again")?;
     expect_eq(store.get(&deep).await.step("get deep again")?, Bytes::from_static(b"again"), "deep body again")
+}
+
+/// A body of `len` bytes that differs at every offset from a shifted copy of itself.
+fn patterned(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Parts uploaded out of order, one replaced, complete into their concatenation in number
+/// order; the upload then no longer exists.
+pub async fn multipart_upload_assembles_parts(store: &dyn ObjectStore) -> CaseResult {
+    let ns = Namespace::new("multipart_upload_assembles_parts");
+    let key = ns.key("assembled");
+    let (first, second, third) = (patterned(MIN_PART_BYTES, 1), patterned(MIN_PART_BYTES, 2), patterned(1000, 3));
+    let upload = store.create_upload(&key).await.step("create upload")?;
+    let part3 = store.upload_part(&upload, 3, Bytes::from(third.clone())).await.step("upload part 3")?;
+    store.upload_part(&upload, 1, Bytes::from(vec![0u8; 10])).await.step("upload a part 1 to be replaced")?;
+    let part1 = store.upload_part(&upload, 1, Bytes::from(first.clone())).await.step("replace part 1")?;
+    let part2 = store.upload_part(&upload, 2, Bytes::from(second.clone())).await.step("upload part 2")?;
+    store.complete_upload(&upload, &[part1, part2, part3]).await.step("complete")?;
+    let whole: Vec<u8> = [first, second, third].concat();
+    expect_eq(store.head(&key).await.step("head")?.size, whole.len() as u64, "size")?;
+    expect(store.get(&key).await.step("get")?.as_ref() == whole.as_slice(), "the object is not the parts' concatenation")?;
+    let tail = store.get_range(&key, (whole.len() - 1500) as u64..whole.len() as u64).await.step("range")?;
+    expect(tail.as_ref() == &whole[whole.len() - 1500..], "a range across the last two parts differs")?;
+    expect_kind(store.upload_part(&upload, 4, Bytes::from_static(b"late")).await, StorageErrorKind::NotFound, "part after complete")
+}
+
+/// Until completion an upload's key shows the previous object (or nothing) and lists as before.
+pub async fn multipart_upload_is_invisible_until_complete(store: &dyn ObjectStore) -> CaseResult {
+    let ns = Namespace::new("multipart_upload_is_invisible_until_complete");
+    let (fresh, replaced) = (ns.key("fresh"), ns.key("replaced"));
+    store.put(&replaced, Bytes::from_static(b"old")).await.step("put the old object")?;
+    let mut uploads = Vec::new();
+    for key in [&fresh, &replaced] {
+        let upload = store.create_upload(key).await.step("create upload")?;
+        let part = store.upload_part(&upload, 1, Bytes::from_static(b"new")).await.step("upload part")?;
+        uploads.push((upload, part));
+    }
+    expect_kind(store.get(&fresh).await, StorageErrorKind::NotFound, "get of an uncompleted upload")?;
+    expect_eq(store.get(&replaced).await.step("get old")?, Bytes::from_static(b"old"), "old object during the upload")?;
+    expect_eq(keys_of(&list_all(store, ns.as_str(), None, 10).await?), vec![replaced.clone()], "listing during the uploads")?;
+    for (upload, part) in uploads {
+        store.complete_upload(&upload, &[part]).await.step("complete")?;
+    }
+    expect_eq(store.get(&fresh).await.step("get fresh")?, Bytes::from_static(b"new"), "completed object")?;
+    expect_eq(store.get(&replaced).await.step("get replaced")?, Bytes::from_static(b"new"), "replaced object")
+}
+
+/// Aborting discards the parts, leaves any earlier object alone, and is idempotent.
+pub async fn multipart_upload_abort_discards_it(store: &dyn ObjectStore) -> CaseResult {
+    let ns = Namespace::new("multipart_upload_abort_discards_it");
+    let key = ns.key("aborted");
+    store.put(&key, Bytes::from_static(b"kept")).await.step("put")?;
+    let upload = store.create_upload(&key).await.step("create upload")?;
+    let part = store.upload_part(&upload, 1, Bytes::from_static(b"discarded")).await.step("upload part")?;
+    store.abort_upload(&upload).await.step("abort")?;
+    store.abort_upload(&upload).await.step("abort again")?;
+    expect_kind(store.complete_upload(&upload, &[part]).await, StorageErrorKind::NotFound, "complete after abort")?;
+    expect_kind(store.upload_part(&upload, 2, Bytes::from_static(b"x")).await, StorageErrorKind::NotFound, "part after abort")?;
+    expect_eq(store.get(&key).await.step("get")?, Bytes::from_static(b"kept"), "object after abort")
+}
+
+/// Completion rejects an empty, unordered or unknown part list, and a small part before the
+/// last; the upload survives a rejected completion.
+pub async fn multipart_upload_rejects_bad_part_lists(store: &dyn ObjectStore) -> CaseResult {
+    let ns = Namespace::new("multipart_upload_rejects_bad_part_lists");
+    let key = ns.key("rejected");
+    let upload = store.create_upload(&key).await.step("create upload")?;
+    expect_kind(store.upload_part(&upload, 0, Bytes::from_static(b"x")).await, StorageErrorKind::Invalid, "part number 0")?;
+    expect_kind(store.upload_part(&upload, 10_001, Bytes::from_static(b"x")).await, StorageErrorKind::Invalid, "part number 10001")?;
+    let small = store.upload_part(&upload, 1, Bytes::from_static(b"tiny")).await.step("upload a small part")?;
+    let last = store.upload_part(&upload, 2, Bytes::from_static(b"last")).await.step("upload the last part")?;
+    expect_kind(store.complete_upload(&upload, &[]).await, StorageErrorKind::Invalid, "no parts")?;
+    expect_kind(store.complete_upload(&upload, &[last.clone(), small.clone()]).await, StorageErrorKind::Invalid, "descending parts")?;
+    let unknown = UploadedPart { number: 3, etag: "\"0123456789abcdef0123456789abcdef\"".into() };
+    expect_kind(store.complete_upload(&upload, &[small.clone(), unknown]).await, StorageErrorKind::Invalid, "a part never uploaded")?;
+    expect_kind(store.complete_upload(&upload, &[small.clone(), last]).await, StorageErrorKind::Invalid, "a small part before the last")?;
+    expect_kind(store.get(&key).await, StorageErrorKind::NotFound, "get after rejected completions")?;
+    store.complete_upload(&upload, &[small]).await.step("complete with the one small part")?;
+    expect_eq(store.get(&key).await.step("get")?, Bytes::from_static(b"tiny"), "object")
+}
+
+/// [`ObjectWriter`] writes small objects with one put and large ones in parts, byte-exact.
+pub async fn object_writer_streams_in_parts(store: &dyn ObjectStore) -> CaseResult {
+    let ns = Namespace::new("object_writer_streams_in_parts");
+    let (small_key, large_key) = (ns.key("small.ndjson"), ns.key("large.ndjson"));
+    let mut small = ObjectWriter::new(store, &small_key);
+    small.write(b"{\"a\":1}\n").await.step("write small")?;
+    expect_eq(small.finish().await.step("finish small")?, 8, "small size")?;
+    expect_eq(store.get(&small_key).await.step("get small")?, Bytes::from_static(b"{\"a\":1}\n"), "small body")?;
+
+    let body = patterned(2 * MIN_PART_BYTES + 12_345, 9);
+    let mut large = ObjectWriter::with_part_size(store, &large_key, MIN_PART_BYTES);
+    for chunk in body.chunks(1 << 20) {
+        large.write(chunk).await.step("write large")?;
+    }
+    expect_kind(store.get(&large_key).await, StorageErrorKind::NotFound, "get before finish")?;
+    expect_eq(large.finish().await.step("finish large")?, body.len() as u64, "large size")?;
+    expect(store.get(&large_key).await.step("get large")?.as_ref() == body.as_slice(), "large body differs")?;
+
+    let mut aborted = ObjectWriter::with_part_size(store, ns.key("aborted"), MIN_PART_BYTES);
+    aborted.write(&body).await.step("write aborted")?;
+    aborted.abort().await.step("abort")?;
+    expect_kind(store.get(&ns.key("aborted")).await, StorageErrorKind::NotFound, "aborted writer's object")
 }
