@@ -440,6 +440,8 @@ def test_healthlake_mode_puts_the_sigv4_lambda_authorizer_on_every_route(shape):
     body = resources["HttpApi"]["Properties"]["Body"]
     for key, op in operations(body).items():
         assert op["security"] == [{"HealthLakeSigV4": []}], key
+    # Only the scheme in use is declared: FailOnWarnings would reject the deployment otherwise.
+    assert set(body["components"]["securitySchemes"]) == {"HealthLakeSigV4"}
     authorizer = body["components"]["securitySchemes"]["HealthLakeSigV4"]["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "request"
     assert authorizer["identitySource"] == "$request.header.Authorization"
