@@ -158,7 +158,7 @@ class Stack:
             return node
         if len(node) != 1:
             return {key: self.evaluate(value) for key, value in node.items()}
-        (function, args), = node.items()
+        ((function, args),) = node.items()
         if function == "Ref":
             return self._ref(args)
         if function == "Condition":

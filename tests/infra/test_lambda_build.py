@@ -12,9 +12,7 @@ def test_lambda_build_builds_every_template_binary_and_nothing_else():
     assert printed[:5] == ["cargo", "lambda", "build", "--release", "--x86-64"]
     bins = [printed[i + 1] for i, arg in enumerate(printed) if arg == "--bin"]
     template_bins = [
-        r["Metadata"]["BuildProperties"]["Binary"]
-        for r in source()["Resources"].values()
-        if r["Type"] == "AWS::Serverless::Function"
+        r["Metadata"]["BuildProperties"]["Binary"] for r in source()["Resources"].values() if r["Type"] == "AWS::Serverless::Function"
     ]
     assert sorted(bins) == sorted(template_bins)
     assert "--locked" in printed  # Cargo.lock is committed: the release build must not change it

@@ -321,9 +321,7 @@ def test_alarms_watch_the_api_table_projector_lag_and_failure_queue_and_notify_t
         if "MetricName" in props:
             return {(props["Namespace"], props["MetricName"])}
         return {
-            (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
-            for m in props["Metrics"]
-            if "MetricStat" in m
+            (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"]) for m in props["Metrics"] if "MetricStat" in m
         }
 
     watched = set().union(*(metric_names(a) for a in alarms.values()))
@@ -411,8 +409,7 @@ def test_routes_target_the_right_functions_with_payload_2(shape):
     resources = stack(SHAPES[shape]).resources()
     body = resources["HttpApi"]["Properties"]["Body"]
     targets = {
-        key: (references(op["x-amazon-apigateway-integration"]["uri"]) & set(resources)).pop()
-        for key, op in operations(body).items()
+        key: (references(op["x-amazon-apigateway-integration"]["uri"]) & set(resources)).pop() for key, op in operations(body).items()
     }
     assert targets == {
         ("/", "post"): "ControlPlaneFunction",
@@ -449,7 +446,11 @@ def test_healthlake_mode_puts_the_sigv4_lambda_authorizer_on_every_route(shape):
     assert authorizer["enableSimpleResponses"] is True
     assert authorizer["authorizerResultTtlInSeconds"] == 0
     assert references(authorizer["authorizerUri"]) & set(resources) == {"AuthorizerFunction"}
-    invoke = [p for p in of_type(resources, "AWS::Lambda::Permission").values() if p["Properties"]["FunctionName"] == {"Ref": "AuthorizerFunction"}]
+    invoke = [
+        p
+        for p in of_type(resources, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Ref": "AuthorizerFunction"}
+    ]
     assert len(invoke) == 1 and invoke[0]["Properties"]["SourceArn"]["Fn::Sub"].endswith("${HttpApi}/authorizers/*")
     assert "AccessKeysSecret" in resources and "ApiInvokePolicy" not in resources
 
@@ -481,7 +482,16 @@ def test_outputs_name_the_endpoint_and_every_resource_a_client_or_operator_needs
     s = stack(overrides)
     outputs = s.outputs()
     healthlake = overrides.get("AuthMode", "healthlake") == "healthlake"
-    expected = {"ApiUrl", "ControlPlaneEndpoint", "TableName", "DataBucketName", "ProjectionsBucketName", "AccessLogsBucketName", "KmsKeyArn", "StreamFailureQueueUrl"}
+    expected = {
+        "ApiUrl",
+        "ControlPlaneEndpoint",
+        "TableName",
+        "DataBucketName",
+        "ProjectionsBucketName",
+        "AccessLogsBucketName",
+        "KmsKeyArn",
+        "StreamFailureQueueUrl",
+    }
     expected |= {"AccessKeysSecretArn"} if healthlake else {"ApiInvokePolicyArn"}
     assert set(outputs) == expected
     api_url = "https://<HttpApi>.execute-api.us-east-1.amazonaws.com"
@@ -489,3 +499,20 @@ def test_outputs_name_the_endpoint_and_every_resource_a_client_or_operator_needs
     assert s.evaluate(outputs["ControlPlaneEndpoint"]["Value"]) == overrides.get("PublicUrl", api_url)
     for output in outputs.values():
         assert "get-secret-value" not in json.dumps(output)
+
+
+# --- the deploy guide ------------------------------------------------------------------------
+
+
+def readme_table(heading):
+    """First-column names (in backticks) of the table under `### heading` in README.md."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"### {heading}\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
+
+
+def test_the_readme_documents_every_parameter_and_variable():
+    assert readme_table("Template parameters") == set(source()["Parameters"])
+    variables = set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX"}
+    assert readme_table("Lambda function environment") == variables
