@@ -441,7 +441,7 @@ def test_healthlake_mode_puts_the_sigv4_lambda_authorizer_on_every_route(shape):
     assert set(body["components"]["securitySchemes"]) == {"HealthLakeSigV4"}
     authorizer = body["components"]["securitySchemes"]["HealthLakeSigV4"]["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "request"
-    assert authorizer["identitySource"] == "$request.header.Authorization"
+    assert authorizer["identitySource"] == ["$request.header.Authorization"]
     assert authorizer["authorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["enableSimpleResponses"] is True
     assert authorizer["authorizerResultTtlInSeconds"] == 0
