@@ -18,7 +18,9 @@ use crate::layout;
 use crate::{Backends, CoreError, CoreResult};
 
 /// How many times an unconditional write retries after losing a race.
-const WRITE_ATTEMPTS: usize = 8;
+const WRITE_ATTEMPTS: u32 = 12;
+/// Upper bound of the random pause before the n-th retry: 1, 2, 4, … ms, at most this.
+const MAX_RETRY_PAUSE_MS: u64 = 64;
 /// Largest `_count` honoured for history pages.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -262,7 +264,8 @@ impl ResourceService {
         if_match: Option<u64>,
     ) -> CoreResult<Option<StoredVersion>> {
         check_type(resource_type)?;
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let latest = self.latest(ds, resource_type, id).await?;
             let Some(latest) = latest else { return Err(not_found(resource_type, id)) };
             if let Some(expected) = if_match {
@@ -413,7 +416,8 @@ impl ResourceService {
     where
         F: FnMut(Option<&StoredVersion>) -> CoreResult<(Method, Option<Value>)>,
     {
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            pause_before_retry(attempt).await;
             let latest = self.latest(ds, resource_type, id).await?;
             if let Some(expected) = if_match {
                 match &latest {
@@ -574,6 +578,18 @@ fn not_found(resource_type: &str, id: &str) -> CoreError {
 
 fn version_mismatch(expected: u64, current: u64) -> CoreError {
     CoreError::PreconditionFailed(format!("version {expected} is not the current version {current}"))
+}
+
+/// Before a retry after a lost race, waits a random time (full jitter, doubling up to
+/// [`MAX_RETRY_PAUSE_MS`]), so writers contending for one resource spread out instead of
+/// colliding again. No pause before the first attempt.
+async fn pause_before_retry(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let ceiling = (1u64 << attempt.min(6)).min(MAX_RETRY_PAUSE_MS);
+    let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling * 1000);
+    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
 }
 
 fn contention() -> CoreError {
