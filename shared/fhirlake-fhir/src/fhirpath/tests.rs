@@ -217,39 +217,6 @@ fn three_valued_logic_and_equality() {
     assert_eq!(eval("(1 | 2 | 3).where($this > 1).count()"), vec![json!(2)]);
 }
 
-/// Rough timing of the fast path and the general evaluator: `cargo test -p fhirlake-fhir --release -- --ignored bench --nocapture`.
-#[test]
-#[ignore]
-fn bench_simple_path() {
-    let p = patient();
-    let n = 200_000;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(std::hint::black_box(&p).clone());
-    }
-    println!("baseline: clone of the sample patient {:.0} ns", t.elapsed().as_secs_f64() * 1e9 / n as f64);
-    for src in ["Patient.name.given", "Patient.name.where(use='official').given", "Observation.value as Quantity"] {
-        let e = Expression::parse(src).unwrap();
-        let n = 200_000;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(e.evaluate(std::hint::black_box(&p)).unwrap());
-        }
-        let fast = t.elapsed().as_secs_f64() * 1e9 / n as f64;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(e.evaluate_general(std::hint::black_box(&p)).unwrap());
-        }
-        let general = t.elapsed().as_secs_f64() * 1e9 / n as f64;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(Expression::parse(std::hint::black_box(src)).unwrap());
-        }
-        let parse = t.elapsed().as_secs_f64() * 1e9 / n as f64;
-        println!("{src}: evaluate {fast:.0} ns (compiled: {}), general {general:.0} ns, parse {parse:.0} ns", e.is_compiled());
-    }
-}
-
 #[test]
 fn fast_path_agrees_with_the_general_evaluator_on_every_search_parameter() {
     let all = resources();
