@@ -143,7 +143,12 @@ mod tests {
         });
         assert_eq!(
             settings,
-            AwsSettings { table: "t".into(), bucket: "b".into(), object_prefix: None, kms_key: "arn:aws:kms:us-east-1:111122223333:key/k".into() }
+            AwsSettings {
+                table: "t".into(),
+                bucket: "b".into(),
+                object_prefix: None,
+                kms_key: "arn:aws:kms:us-east-1:111122223333:key/k".into()
+            }
         );
     }
 }

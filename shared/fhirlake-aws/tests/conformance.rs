@@ -4,7 +4,9 @@
 use std::sync::OnceLock;
 
 use fhirlake_aws::moto::MotoServer;
-use fhirlake_aws::{create_bucket_if_missing, create_key_if_missing, create_table_if_missing, AwsClients, DynamoDbItemTable, KmsKeyService, S3ObjectStore};
+use fhirlake_aws::{
+    create_bucket_if_missing, create_key_if_missing, create_table_if_missing, AwsClients, DynamoDbItemTable, KmsKeyService, S3ObjectStore,
+};
 use fhirlake_ports::testsuite::key_service::OTHER_MASTER_KEY_ID;
 use fhirlake_ports::ObjectStore;
 
