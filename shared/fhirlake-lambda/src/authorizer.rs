@@ -97,7 +97,7 @@ impl AuthorizerContext {
     /// Errors: [`LambdaError::AccessKeys`] when the secret cannot be read.
     pub async fn from_settings(settings: &AuthorizerSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
         let source = Arc::new(SecretsManagerCredentials::new(sdk, &settings.access_keys_secret));
-        let keys = Arc::new(AccessKeys::load(source, AccessKeys::DEFAULT_REFRESH_INTERVAL).await.map_err(LambdaError::AccessKeys)?);
+        let keys = Arc::new(AccessKeys::load(source, settings.key_refresh_interval).await.map_err(LambdaError::AccessKeys)?);
         Ok(Self::new(&settings.region, keys.clone(), Some(keys)))
     }
 

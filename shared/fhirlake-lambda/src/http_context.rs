@@ -107,7 +107,7 @@ impl HttpContext {
             AuthMode::HealthLake => {
                 let secret = settings.access_keys_secret.as_deref().ok_or_else(|| LambdaError::Config("no access keys secret".into()))?;
                 let source = Arc::new(SecretsManagerCredentials::new(sdk, secret));
-                let keys = AccessKeys::load(source, AccessKeys::DEFAULT_REFRESH_INTERVAL).await.map_err(LambdaError::AccessKeys)?;
+                let keys = AccessKeys::load(source, settings.key_refresh_interval).await.map_err(LambdaError::AccessKeys)?;
                 Authentication::access_keys(Arc::new(keys))
             }
         };

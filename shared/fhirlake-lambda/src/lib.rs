@@ -65,22 +65,40 @@ pub fn init_tracing() {
 ///
 /// Errors: only when the Lambda Runtime API fails; requests never fail (they are answered).
 pub async fn run_http(context: HttpContext) -> Result<(), lambda_http::Error> {
-    let context = Arc::new(context);
-    lambda_http::run(service_fn(move |request: lambda_http::Request| {
+    lambda_http::run(http_service(Arc::new(context))).await
+}
+
+/// The service [`run_http`] hands to `lambda_http`: every request goes to
+/// [`HttpContext::handle`]. Public so that tests and benchmarks drive exactly this path.
+pub fn http_service(
+    context: Arc<HttpContext>,
+) -> impl lambda_http::Service<lambda_http::Request, Response = http::Response<axum::body::Body>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(move |request: lambda_http::Request| {
         let context = context.clone();
         async move { Ok::<_, Infallible>(context.handle(request).await) }
-    }))
-    .await
+    })
 }
 
 /// Serves Lambda authorizer events with `context` until the Lambda runtime stops the process.
 ///
 /// Errors: only when the Lambda Runtime API fails; events are always answered.
 pub async fn run_authorizer(context: AuthorizerContext) -> Result<(), lambda_http::Error> {
-    let context = Arc::new(context);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
+    lambda_runtime::run(authorizer_service(Arc::new(context))).await
+}
+
+/// The service [`run_authorizer`] hands to the Lambda runtime: every event goes to
+/// [`AuthorizerContext::authorize`].
+pub fn authorizer_service(
+    context: Arc<AuthorizerContext>,
+) -> impl lambda_runtime::Service<
+    LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>,
+    Response = AuthorizerResponse,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
+    service_fn(move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
         let context = context.clone();
         async move { Ok::<_, Infallible>(context.authorize(&event.payload).await) }
-    }))
-    .await
+    })
 }

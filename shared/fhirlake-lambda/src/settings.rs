@@ -11,6 +11,7 @@
 //! | `FHIRLAKE_LOG`, else `RUST_LOG` | all | log filter ([`crate::init_tracing`]) |
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use fhirlake_aws::AwsSettings;
 
@@ -65,6 +66,9 @@ pub struct HttpSettings {
     pub access_keys_secret: Option<String>,
     /// The table, bucket and KMS key.
     pub aws: AwsSettings,
+    /// How long after one load of the access keys the next may start (not an environment
+    /// variable: [`AccessKeys::DEFAULT_REFRESH_INTERVAL`](crate::AccessKeys::DEFAULT_REFRESH_INTERVAL)).
+    pub key_refresh_interval: Duration,
 }
 
 impl HttpSettings {
@@ -93,7 +97,15 @@ impl HttpSettings {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url.trim_end_matches('/').to_string()),
             Some(_) => return Err(LambdaError::Config(format!("{PUBLIC_URL_ENV} must be an http or https url"))),
         };
-        Ok(HttpSettings { region: required(&lookup, REGION_ENV)?, account_id, public_url, auth_mode, access_keys_secret, aws })
+        Ok(HttpSettings {
+            region: required(&lookup, REGION_ENV)?,
+            account_id,
+            public_url,
+            auth_mode,
+            access_keys_secret,
+            aws,
+            key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+        })
     }
 }
 
@@ -104,6 +116,8 @@ pub struct AuthorizerSettings {
     pub region: String,
     /// The secret with the access key pair.
     pub access_keys_secret: String,
+    /// As [`HttpSettings::key_refresh_interval`].
+    pub key_refresh_interval: Duration,
 }
 
 impl AuthorizerSettings {
@@ -116,7 +130,11 @@ impl AuthorizerSettings {
 
     /// The settings from `lookup` (an environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
-        Ok(AuthorizerSettings { region: required(&lookup, REGION_ENV)?, access_keys_secret: required(&lookup, ACCESS_KEYS_SECRET_ENV)? })
+        Ok(AuthorizerSettings {
+            region: required(&lookup, REGION_ENV)?,
+            access_keys_secret: required(&lookup, ACCESS_KEYS_SECRET_ENV)?,
+            key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+        })
     }
 }
 
@@ -186,7 +204,9 @@ mod tests {
     #[test]
     fn authorizer_needs_region_and_secret() {
         let settings = AuthorizerSettings::from_lookup(env(BASE)).unwrap();
-        assert_eq!(settings, AuthorizerSettings { region: "eu-west-1".into(), access_keys_secret: "fhirlake/keys".into() });
+        assert_eq!(settings.region, "eu-west-1");
+        assert_eq!(settings.access_keys_secret, "fhirlake/keys");
+        assert_eq!(settings.key_refresh_interval, crate::AccessKeys::DEFAULT_REFRESH_INTERVAL);
         assert!(AuthorizerSettings::from_lookup(env(&[("AWS_REGION", "eu-west-1")])).is_err());
     }
 }
