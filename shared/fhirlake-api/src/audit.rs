@@ -1,16 +1,16 @@
 //! The audit trail: one structured record per request, on the `fhirlake::audit` tracing target.
-//! Records name who (access key id), what (method, path) and the outcome (status); they never
+//! Records name who (the access key id, or the IAM principal API Gateway authenticated), what (method, path) and the outcome (status); they never
 //! contain bodies, query values or headers other than the principal, so no PHI reaches the log.
 
+use crate::auth::{AuthFailure, Caller};
 use axum::response::Response;
-use fhirlake_auth::{AuthError, Principal};
 use http::request::Parts;
 
 /// Records a completed request.
-pub fn completed(principal: &Principal, parts: &Parts, response: &Response) {
+pub fn completed(caller: &Caller, parts: &Parts, response: &Response) {
     tracing::info!(
         target: "fhirlake::audit",
-        principal = %principal.access_key_id,
+        principal = %caller.principal,
         method = %parts.method,
         path = %parts.uri.path(),
         action = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -20,7 +20,7 @@ pub fn completed(principal: &Principal, parts: &Parts, response: &Response) {
 }
 
 /// Records a request rejected by authentication.
-pub fn denied(parts: &Parts, error: &AuthError) {
+pub fn denied(parts: &Parts, error: &AuthFailure) {
     tracing::warn!(
         target: "fhirlake::audit",
         method = %parts.method,

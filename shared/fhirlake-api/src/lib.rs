@@ -22,7 +22,7 @@ use fhirlake_core::Services;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-pub use auth::RequestAuthenticator;
+pub use auth::{AuthFailure, Caller, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
 
 /// Largest request body accepted, in bytes (a Lambda response is at most 6 MB; HealthLake
 /// accepts 5 MB per request).
@@ -86,8 +86,8 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
             return fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
         }
     };
-    let principal = match state.authenticator.authenticate(&parts, &body) {
-        Ok(principal) => principal,
+    let caller = match state.authenticator.authenticate(&parts, &body).await {
+        Ok(caller) => caller,
         Err(e) => {
             audit::denied(&parts, &e);
             return match plane {
@@ -109,8 +109,25 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         Plane::Unknown => fhir::FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").into_response(),
     };
-    audit::completed(&principal, &parts, &response);
+    audit::completed(&caller, &parts, &response);
     response
+}
+
+/// An error response in the dialect of the plane `method` and `path` address: an AWS JSON
+/// error with `aws_error_type` for the control plane, else an OperationOutcome with one issue
+/// of `issue_code`. For hosts that must refuse a request before the router sees it.
+pub fn plane_error(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    aws_error_type: &str,
+    issue_code: &'static str,
+    message: &str,
+) -> Response {
+    match classify(method, path) {
+        Plane::Control => control_plane::aws_error(status, aws_error_type, message),
+        _ => fhir::FhirError::new(status, issue_code, message).into_response(),
+    }
 }
 
 /// An oversized body is still read (and discarded) up to this many bytes, so that the client,

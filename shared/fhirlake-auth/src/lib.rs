@@ -5,7 +5,8 @@
 //! CLI, boto3, botocore's `SigV4Auth` or any AWS SDK, and a matching [`Signer`] for fhirlake's
 //! own clients, tests and benchmarks. Both share one canonicalisation ([`canonical`]), which
 //! follows botocore byte for byte; the test vectors in `tests/vectors.json` are produced by
-//! botocore itself (`tests/tools/make_sigv4_vectors.py`).
+//! botocore itself (`tests/tools/make_sigv4_vectors.py`). [`Verifier::precheck`] runs the checks
+//! that need no body, for API Gateway's Lambda authorizer.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -34,6 +35,7 @@ pub use credentials::{CredentialStore, Credentials, Secret, StaticCredentials};
 pub use error::AuthError;
 pub use request::{HttpRequest, Payload};
 pub use sigv4::canonical;
+pub use sigv4::precheck::Prechecked;
 pub use sigv4::signer::{SignedHeaders, Signer};
 pub use sigv4::verifier::{Principal, Verifier};
 pub use sigv4::{ALGORITHM, DEFAULT_MAX_SKEW_SECONDS, SERVICE};

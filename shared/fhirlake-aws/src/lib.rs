@@ -5,7 +5,9 @@
 //! - [`S3ObjectStore`]: [`ObjectStore`](fhirlake_ports::ObjectStore) on an S3 bucket (optionally under
 //!   a key prefix, optionally with SSE-KMS);
 //! - [`KmsKeyService`]: [`KeyService`](fhirlake_ports::KeyService) on KMS `GenerateDataKey`/`Decrypt`
-//!   with a bounded cache of unwrapped data keys.
+//!   with a bounded cache of unwrapped data keys;
+//! - [`SecretsManagerCredentials`]: the access key pair of HealthLake-compatible SigV4
+//!   authentication, from one Secrets Manager secret, as a [`fhirlake_auth::StaticCredentials`].
 //!
 //! Clients come from the standard AWS configuration ([`AwsClients::from_env`]), so the same code
 //! runs against AWS or a local emulator (`AWS_ENDPOINT_URL`). No `aws_sdk_*` type crosses a port:
@@ -21,6 +23,7 @@ mod kms_key_service;
 #[cfg(feature = "moto")]
 pub mod moto;
 mod s3_object_store;
+mod secrets_manager_credentials;
 
 pub use aws_backend::{
     AwsBackend, AwsSettings, BUCKET_ENV, DEFAULT_BUCKET, DEFAULT_KMS_KEY, DEFAULT_TABLE, KMS_KEY_ENV, OBJECT_PREFIX_ENV, TABLE_ENV,
@@ -29,3 +32,4 @@ pub use config::{load_sdk_config, AwsClients};
 pub use dynamodb_item_table::{create_table_if_missing, DynamoDbItemTable};
 pub use kms_key_service::{create_key_if_missing, KmsKeyService, DATA_KEY_CACHE_CAPACITY, ENCRYPTION_CONTEXT_KEY};
 pub use s3_object_store::{create_bucket_if_missing, S3ObjectStore};
+pub use secrets_manager_credentials::SecretsManagerCredentials;

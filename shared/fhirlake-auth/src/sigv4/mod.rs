@@ -2,6 +2,7 @@
 
 pub mod canonical;
 mod parse;
+pub mod precheck;
 pub mod signer;
 mod signing_key;
 mod timestamp;

@@ -126,7 +126,7 @@ impl Verifier {
         Err(AuthError::SignatureMismatch)
     }
 
-    fn check_scope(&self, info: &SignatureInfo) -> Result<(), AuthError> {
+    pub(super) fn check_scope(&self, info: &SignatureInfo) -> Result<(), AuthError> {
         if info.scope.service != self.service {
             return Err(AuthError::WrongScope("credential scope names another service"));
         }
@@ -139,7 +139,7 @@ impl Verifier {
         Ok(())
     }
 
-    fn check_time(&self, info: &SignatureInfo, now: DateTime<Utc>) -> Result<(), AuthError> {
+    pub(super) fn check_time(&self, info: &SignatureInfo, now: DateTime<Utc>) -> Result<(), AuthError> {
         let too_early = info.signed_at - now > self.max_skew;
         let too_late = match info.expires_in {
             None => now - info.signed_at > self.max_skew,
@@ -157,14 +157,28 @@ impl Verifier {
             Payload::Bytes(body) => canonical::sha256_hex(body),
             Payload::Sha256Hex(hash) => hash.to_ascii_lowercase(),
         };
+        match self.declared_payload_hash(request)? {
+            None => Ok(actual()),
+            Some(declared) if declared == UNSIGNED_PAYLOAD => Ok(declared.to_string()),
+            Some(declared) if declared.eq_ignore_ascii_case(&actual()) => Ok(declared.to_string()),
+            Some(_) => Err(AuthError::SignatureMismatch),
+        }
+    }
+
+    /// The `x-amz-content-sha256` header when the request carries one: 64 hex digits, or
+    /// `UNSIGNED-PAYLOAD` when this verifier accepts unsigned payloads. Needs no body.
+    pub(super) fn declared_payload_hash<'r, N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        request: &HttpRequest<'r, N, V>,
+    ) -> Result<Option<&'r str>, AuthError> {
         match request.single_header("x-amz-content-sha256") {
-            SingleHeader::Absent => Ok(actual()),
+            SingleHeader::Absent => Ok(None),
             SingleHeader::Repeated => Err(AuthError::Malformed("more than one x-amz-content-sha256 header")),
             SingleHeader::One(declared) => {
                 let declared = std::str::from_utf8(declared).map_err(|_| AuthError::Malformed("x-amz-content-sha256 is not text"))?.trim();
                 if declared == UNSIGNED_PAYLOAD {
                     return if self.allow_unsigned_payload {
-                        Ok(declared.to_string())
+                        Ok(Some(declared))
                     } else {
                         Err(AuthError::Malformed("unsigned payloads are not accepted"))
                     };
@@ -172,10 +186,7 @@ impl Verifier {
                 if declared.len() != 64 || !declared.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(AuthError::Malformed("unsupported x-amz-content-sha256 value"));
                 }
-                if !declared.eq_ignore_ascii_case(&actual()) {
-                    return Err(AuthError::SignatureMismatch);
-                }
-                Ok(declared.to_string())
+                Ok(Some(declared))
             }
         }
     }

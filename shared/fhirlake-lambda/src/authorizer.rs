@@ -1,0 +1,163 @@
+//! The `authorizer` function: an API Gateway HTTP API **Lambda REQUEST authorizer** (payload
+//! format 2.0, simple responses, identity source `$request.header.Authorization`, result
+//! caching off) in front of the HTTP functions in HealthLake mode.
+//!
+//! API Gateway hands an authorizer the request without its body, so it cannot verify a SigV4
+//! signature (which covers the body's hash). It runs [`Verifier::precheck`], every check that
+//! does not need the body, against the same access keys the functions use, and answers
+//! `{"isAuthorized": true, "context": {"accessKeyId": "..."}}` or `{"isAuthorized": false}`
+//! (API Gateway then answers 403 itself). The function behind it verifies the signature in
+//! full. So requests that could never verify (unsigned, expired, for another service or
+//! region, an unknown key) are turned away before they cost a function invocation.
+//!
+//! Bearer tokens (SMART on FHIR) are denied for now, with the reason logged and no token
+//! content.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+use fhirlake_api::CredentialRefresh;
+use fhirlake_auth::{AuthError, CredentialStore, HttpRequest, Payload, Verifier};
+use fhirlake_aws::SecretsManagerCredentials;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use serde::{Deserialize, Serialize};
+
+use crate::access_keys::AccessKeys;
+use crate::settings::AuthorizerSettings;
+use crate::LambdaError;
+
+/// The key of the access key id in the authorizer's `context` (the integration reads it as
+/// `requestContext.authorizer.lambda.accessKeyId`).
+pub const ACCESS_KEY_ID_CONTEXT_KEY: &str = "accessKeyId";
+
+/// A simple response of an HTTP API Lambda authorizer (payload format 2.0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerResponse {
+    /// Whether API Gateway lets the request through.
+    pub is_authorized: bool,
+    /// Passed to the integration as `requestContext.authorizer.lambda`.
+    pub context: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AuthorizerResponse {
+    fn allow(access_key_id: String) -> Self {
+        let mut context = serde_json::Map::new();
+        context.insert(ACCESS_KEY_ID_CONTEXT_KEY.to_string(), serde_json::Value::String(access_key_id));
+        AuthorizerResponse { is_authorized: true, context }
+    }
+
+    fn deny() -> Self {
+        AuthorizerResponse { is_authorized: false, context: serde_json::Map::new() }
+    }
+}
+
+/// Why the authorizer turned a request away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Denial {
+    /// A SigV4 pre-check failed.
+    SigV4(AuthError),
+    /// A bearer token: SMART on FHIR is not supported yet.
+    BearerToken,
+}
+
+impl Denial {
+    fn reason(&self) -> &'static str {
+        match self {
+            Denial::SigV4(error) => error.aws_error_type(),
+            Denial::BearerToken => "bearer tokens (smart on fhir) are not supported yet",
+        }
+    }
+}
+
+/// Everything the authorizer keeps between events.
+pub struct AuthorizerContext {
+    verifier: Verifier,
+    store: Arc<dyn CredentialStore>,
+    refresh: Option<Arc<dyn CredentialRefresh>>,
+}
+
+impl AuthorizerContext {
+    /// Pre-checks signatures for `healthlake` in `region` against `store`, asking `refresh`
+    /// (if any) to reload it when a request names an unknown key.
+    pub fn new(region: &str, store: Arc<dyn CredentialStore>, refresh: Option<Arc<dyn CredentialRefresh>>) -> Self {
+        AuthorizerContext { verifier: Verifier::new(region), store, refresh }
+    }
+
+    /// The context the environment describes ([`AuthorizerSettings::from_env`]).
+    pub async fn from_env() -> Result<Self, LambdaError> {
+        let settings = AuthorizerSettings::from_env()?;
+        Self::from_settings(&settings, &fhirlake_aws::load_sdk_config().await).await
+    }
+
+    /// The context `settings` describe: loads the access keys from Secrets Manager through
+    /// `sdk`.
+    ///
+    /// Errors: [`LambdaError::AccessKeys`] when the secret cannot be read.
+    pub async fn from_settings(settings: &AuthorizerSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
+        let source = Arc::new(SecretsManagerCredentials::new(sdk, &settings.access_keys_secret));
+        let keys = Arc::new(AccessKeys::load(source, settings.key_refresh_interval).await.map_err(LambdaError::AccessKeys)?);
+        Ok(Self::new(&settings.region, keys.clone(), Some(keys)))
+    }
+
+    /// Decides one authorizer event now, and records the decision on the audit trail.
+    pub async fn authorize(&self, event: &ApiGatewayV2CustomAuthorizerV2Request) -> AuthorizerResponse {
+        let method = event.request_context.http.method.as_str();
+        let path = event.raw_path.as_deref().unwrap_or("/");
+        match self.decide(event, Utc::now()).await {
+            Ok(access_key_id) => {
+                tracing::info!(target: "fhirlake::audit", principal = %access_key_id, method, path, "authorizer allowed");
+                AuthorizerResponse::allow(access_key_id)
+            }
+            Err(denial) => {
+                tracing::warn!(target: "fhirlake::audit", method, path, reason = denial.reason(), "authorizer denied");
+                AuthorizerResponse::deny()
+            }
+        }
+    }
+
+    async fn decide(&self, event: &ApiGatewayV2CustomAuthorizerV2Request, now: DateTime<Utc>) -> Result<String, Denial> {
+        let authorization = event.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        if authorization.len() >= 7 && authorization[..7].eq_ignore_ascii_case(b"bearer ") {
+            return Err(Denial::BearerToken);
+        }
+        let headers: Vec<(&str, &[u8])> = event.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        let request = HttpRequest::new(
+            event.request_context.http.method.as_str(),
+            event.raw_path.as_deref().unwrap_or("/"),
+            event.raw_query_string.as_deref().unwrap_or(""),
+            &headers,
+            // Never hashed by the pre-check: the authorizer has no body.
+            Payload::Bytes(b""),
+        );
+        let checked = match self.verifier.precheck(&request, now, self.store.as_ref()) {
+            Err(AuthError::UnknownAccessKey) => match &self.refresh {
+                Some(refresh) if refresh.refresh().await => self.verifier.precheck(&request, now, self.store.as_ref()),
+                _ => Err(AuthError::UnknownAccessKey),
+            },
+            other => other,
+        };
+        checked.map(|c| c.access_key_id).map_err(Denial::SigV4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_have_the_simple_response_shape() {
+        let allow = serde_json::to_value(AuthorizerResponse::allow("FHLKEY".into())).unwrap();
+        assert_eq!(allow, serde_json::json!({"isAuthorized": true, "context": {"accessKeyId": "FHLKEY"}}));
+        let deny = serde_json::to_value(AuthorizerResponse::deny()).unwrap();
+        assert_eq!(deny, serde_json::json!({"isAuthorized": false, "context": {}}));
+    }
+
+    #[test]
+    fn denial_reasons_are_lowercase_types_or_text() {
+        assert_eq!(Denial::SigV4(AuthError::Expired).reason(), "InvalidSignatureException");
+        let bearer = Denial::BearerToken.reason();
+        assert_eq!(bearer, bearer.to_lowercase());
+    }
+}

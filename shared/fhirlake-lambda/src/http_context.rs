@@ -1,0 +1,182 @@
+//! [`HttpContext`]: what the HTTP functions (`fhir-api`, `control-plane`) build once at cold
+//! start, and the one handler every event goes through.
+//!
+//! ## The public URL
+//!
+//! Datastore endpoints (`DatastoreEndpoint`, bundle links, `Location` headers) are built from
+//! the API's public base URL. The SAM template cannot pass the API's own URL to the functions
+//! it integrates (the API depends on the functions, so the functions cannot depend on the API).
+//! So when `FHIRLAKE_PUBLIC_URL` is set (e.g. a custom domain), the services are built at cold
+//! start with it; when it is not, they are built on the first request, with
+//! `https://{requestContext.domainName}` of that request, and kept for the life of the
+//! instance. The domain comes from API Gateway's request context, never from the client's
+//! `Host` header. An API reached through several domains should set `FHIRLAKE_PUBLIC_URL`.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use axum::Router;
+use fhirlake_api::{plane_error, router, AppState, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
+use fhirlake_auth::CredentialStore;
+use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials};
+use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::{RandomIds, SystemClock};
+use http::StatusCode;
+use tower::ServiceExt;
+
+use crate::access_keys::AccessKeys;
+use crate::request_context::{iam_user_arn, public_base_url};
+use crate::settings::{AuthMode, HttpSettings};
+use crate::LambdaError;
+
+/// How the router authenticates requests (see [`AuthMode`]).
+#[derive(Clone)]
+pub enum Authentication {
+    /// Verify SigV4 for `healthlake` against `store`; on an unknown access key, ask `refresh`
+    /// (if any) to reload the store and verify once more.
+    SigV4 {
+        /// The access keys.
+        store: Arc<dyn CredentialStore>,
+        /// Reloads `store` on demand.
+        refresh: Option<Arc<dyn CredentialRefresh>>,
+    },
+    /// Trust API Gateway's `AWS_IAM` authorizer: the principal is
+    /// `requestContext.authorizer.iam.userArn`; requests without one are refused.
+    Iam,
+}
+
+impl Authentication {
+    /// SigV4 against keys that reload themselves from their source.
+    pub fn access_keys(keys: Arc<AccessKeys>) -> Self {
+        Authentication::SigV4 { store: keys.clone(), refresh: Some(keys) }
+    }
+}
+
+/// Everything an HTTP function keeps between events.
+pub struct HttpContext {
+    region: String,
+    account_id: String,
+    backends: Backends,
+    authentication: Authentication,
+    router: tokio::sync::OnceCell<Router>,
+}
+
+impl HttpContext {
+    /// A context over `backends`. With `public_url` the router is built now; without, on the
+    /// first request (see the module documentation).
+    pub fn new(region: &str, account_id: &str, public_url: Option<&str>, backends: Backends, authentication: Authentication) -> Self {
+        let context = HttpContext {
+            region: region.to_string(),
+            account_id: account_id.to_string(),
+            backends,
+            authentication,
+            router: tokio::sync::OnceCell::new(),
+        };
+        if let Some(url) = public_url {
+            let built = context.build_router(url.trim_end_matches('/'));
+            // The cell is new and empty, so this cannot fail.
+            let _ = context.router.set(built);
+        }
+        context
+    }
+
+    /// The context the environment describes ([`HttpSettings::from_env`]), over the AWS
+    /// adapters, with the standard AWS configuration (region, credentials, endpoints).
+    pub async fn from_env() -> Result<Self, LambdaError> {
+        let settings = HttpSettings::from_env()?;
+        Self::from_settings(&settings, &fhirlake_aws::load_sdk_config().await).await
+    }
+
+    /// The context `settings` describe, reaching AWS through `sdk`. In
+    /// [`AuthMode::HealthLake`] this loads the access keys from Secrets Manager (the one AWS
+    /// call of a cold start); the data's resources are first touched by the first request.
+    ///
+    /// Errors: [`LambdaError::Config`] when the healthlake mode has no secret,
+    /// [`LambdaError::AccessKeys`] when the secret cannot be read.
+    pub async fn from_settings(settings: &HttpSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
+        let backend = AwsBackend::new(&AwsClients::from_sdk_config(sdk), &settings.aws);
+        let backends = Backends {
+            table: backend.items,
+            objects: backend.objects,
+            keys: backend.keys,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+        };
+        let authentication = match settings.auth_mode {
+            AuthMode::Iam => Authentication::Iam,
+            AuthMode::HealthLake => {
+                let secret = settings.access_keys_secret.as_deref().ok_or_else(|| LambdaError::Config("no access keys secret".into()))?;
+                let source = Arc::new(SecretsManagerCredentials::new(sdk, secret));
+                let keys = AccessKeys::load(source, settings.key_refresh_interval).await.map_err(LambdaError::AccessKeys)?;
+                Authentication::access_keys(Arc::new(keys))
+            }
+        };
+        Ok(Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication))
+    }
+
+    /// Answers one request: the shared router, built on first use if needed, with the IAM
+    /// principal attached in [`Authentication::Iam`]. Never fails: every error is an HTTP
+    /// response in the dialect of the plane addressed.
+    pub async fn handle(&self, request: lambda_http::Request) -> http::Response<axum::body::Body> {
+        let router = match self.router.get() {
+            Some(router) => router,
+            None => match public_base_url(&request) {
+                Some(url) => {
+                    self.router
+                        .get_or_init(|| async {
+                            tracing::info!(public_url = %url, "public url taken from the first request's domain");
+                            self.build_router(&url)
+                        })
+                        .await
+                }
+                None => {
+                    tracing::warn!("request without an api gateway domain name and no FHIRLAKE_PUBLIC_URL");
+                    return plane_error(
+                        request.method(),
+                        request.uri().path(),
+                        StatusCode::BAD_REQUEST,
+                        "ValidationException",
+                        "invalid",
+                        "the request carries no api gateway domain name; set FHIRLAKE_PUBLIC_URL",
+                    );
+                }
+            },
+        };
+        let principal = match self.authentication {
+            Authentication::Iam => iam_user_arn(&request),
+            Authentication::SigV4 { .. } => None,
+        };
+        let (mut parts, body) = request.into_parts();
+        if let Some(principal) = principal {
+            parts.extensions.insert(GatewayPrincipal::new(principal));
+        }
+        let body = match body {
+            lambda_http::Body::Text(text) => axum::body::Body::from(text),
+            lambda_http::Body::Binary(bytes) => axum::body::Body::from(bytes),
+            _ => axum::body::Body::empty(),
+        };
+        match router.clone().oneshot(http::Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    fn build_router(&self, public_base_url: &str) -> Router {
+        let config = ServiceConfig {
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            public_base_url: public_base_url.to_string(),
+        };
+        let authenticator = match &self.authentication {
+            Authentication::Iam => RequestAuthenticator::trusting_gateway(),
+            Authentication::SigV4 { store, refresh } => {
+                let authenticator = RequestAuthenticator::sigv4(&self.region, store.clone());
+                match refresh {
+                    Some(refresh) => authenticator.with_refresh(refresh.clone()),
+                    None => authenticator,
+                }
+            }
+        };
+        router(Arc::new(AppState { services: Services::new(config, self.backends.clone()), authenticator }))
+    }
+}

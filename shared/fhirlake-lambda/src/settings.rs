@@ -1,0 +1,212 @@
+//! What the functions read from their environment, once, at cold start.
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `AWS_REGION` | all | the region (set by Lambda): ARNs, SigV4 scope |
+//! | `FHIRLAKE_ACCOUNT_ID` | fhir-api, control-plane | the 12-digit account id in ARNs |
+//! | `FHIRLAKE_PUBLIC_URL` | fhir-api, control-plane | optional base URL of the API; when unset, `https://{requestContext.domainName}` of the first request |
+//! | `FHIRLAKE_AUTH_MODE` | fhir-api, control-plane | `healthlake` (default): verify SigV4 for `healthlake`; `iam`: trust API Gateway's `AWS_IAM` authorizer |
+//! | `FHIRLAKE_ACCESS_KEYS_SECRET` | all in `healthlake` mode, authorizer | the Secrets Manager secret holding the access key pair |
+//! | `FHIRLAKE_TABLE`, `FHIRLAKE_BUCKET`, `FHIRLAKE_OBJECT_PREFIX`, `FHIRLAKE_KMS_KEY` | fhir-api, control-plane | the data's resources ([`AwsSettings`]) |
+//! | `FHIRLAKE_LOG`, else `RUST_LOG` | all | log filter ([`crate::init_tracing`]) |
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use fhirlake_aws::AwsSettings;
+
+use crate::LambdaError;
+
+/// Environment variable holding the region (Lambda sets it).
+pub const REGION_ENV: &str = "AWS_REGION";
+/// Environment variable holding the account id used in ARNs.
+pub const ACCOUNT_ID_ENV: &str = "FHIRLAKE_ACCOUNT_ID";
+/// Environment variable holding the optional public base URL.
+pub const PUBLIC_URL_ENV: &str = "FHIRLAKE_PUBLIC_URL";
+/// Environment variable selecting the [`AuthMode`].
+pub const AUTH_MODE_ENV: &str = "FHIRLAKE_AUTH_MODE";
+/// Environment variable naming the Secrets Manager secret with the access key pair.
+pub const ACCESS_KEYS_SECRET_ENV: &str = "FHIRLAKE_ACCESS_KEYS_SECRET";
+
+/// How the HTTP functions authenticate requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `healthlake`: the router verifies SigV4 for service `healthlake` with the key pair from
+    /// Secrets Manager, as `fhirlake serve` does (API Gateway's Lambda authorizer pre-checks).
+    HealthLake,
+    /// `iam`: API Gateway's `AWS_IAM` authorizer verified an `execute-api` signature; the
+    /// principal is `requestContext.authorizer.iam.userArn`.
+    Iam,
+}
+
+impl FromStr for AuthMode {
+    type Err = LambdaError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "" | "healthlake" => Ok(AuthMode::HealthLake),
+            "iam" => Ok(AuthMode::Iam),
+            _ => Err(LambdaError::Config(format!("{AUTH_MODE_ENV} must be healthlake or iam"))),
+        }
+    }
+}
+
+/// The settings of the HTTP functions (`fhir-api`, `control-plane`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// The region.
+    pub region: String,
+    /// The 12-digit account id.
+    pub account_id: String,
+    /// The public base URL without a trailing slash, when configured.
+    pub public_url: Option<String>,
+    /// How requests are authenticated.
+    pub auth_mode: AuthMode,
+    /// The secret with the access key pair; always set in [`AuthMode::HealthLake`].
+    pub access_keys_secret: Option<String>,
+    /// The table, bucket and KMS key.
+    pub aws: AwsSettings,
+    /// How long after one load of the access keys the next may start (not an environment
+    /// variable: [`AccessKeys::DEFAULT_REFRESH_INTERVAL`](crate::AccessKeys::DEFAULT_REFRESH_INTERVAL)).
+    pub key_refresh_interval: Duration,
+}
+
+impl HttpSettings {
+    /// Reads the settings from the environment; every data resource must be named
+    /// ([`AwsSettings::from_env_strict`]).
+    ///
+    /// Errors: [`LambdaError::Config`] naming the variable that is missing or invalid.
+    pub fn from_env() -> Result<Self, LambdaError> {
+        let aws = AwsSettings::from_env_strict().map_err(|e| LambdaError::Config(e.message))?;
+        Self::from_lookup(|name| std::env::var(name).ok(), aws)
+    }
+
+    /// The settings from `lookup` (an environment) and the data resources `aws`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, aws: AwsSettings) -> Result<Self, LambdaError> {
+        let auth_mode: AuthMode = lookup(AUTH_MODE_ENV).unwrap_or_default().trim().parse()?;
+        let access_keys_secret = non_empty(&lookup, ACCESS_KEYS_SECRET_ENV);
+        if auth_mode == AuthMode::HealthLake && access_keys_secret.is_none() {
+            return Err(LambdaError::Config(format!("{ACCESS_KEYS_SECRET_ENV} is not set (required by the healthlake auth mode)")));
+        }
+        let account_id = required(&lookup, ACCOUNT_ID_ENV)?;
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LambdaError::Config(format!("{ACCOUNT_ID_ENV} must be a 12-digit account id")));
+        }
+        let public_url = match non_empty(&lookup, PUBLIC_URL_ENV) {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url.trim_end_matches('/').to_string()),
+            Some(_) => return Err(LambdaError::Config(format!("{PUBLIC_URL_ENV} must be an http or https url"))),
+        };
+        Ok(HttpSettings {
+            region: required(&lookup, REGION_ENV)?,
+            account_id,
+            public_url,
+            auth_mode,
+            access_keys_secret,
+            aws,
+            key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+        })
+    }
+}
+
+/// The settings of the authorizer function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// The region signatures must be scoped to.
+    pub region: String,
+    /// The secret with the access key pair.
+    pub access_keys_secret: String,
+    /// As [`HttpSettings::key_refresh_interval`].
+    pub key_refresh_interval: Duration,
+}
+
+impl AuthorizerSettings {
+    /// Reads the settings from the environment.
+    ///
+    /// Errors: [`LambdaError::Config`] naming the variable that is missing.
+    pub fn from_env() -> Result<Self, LambdaError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from `lookup` (an environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
+        Ok(AuthorizerSettings {
+            region: required(&lookup, REGION_ENV)?,
+            access_keys_secret: required(&lookup, ACCESS_KEYS_SECRET_ENV)?,
+            key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+        })
+    }
+}
+
+fn non_empty(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn required(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String, LambdaError> {
+    non_empty(lookup, name).ok_or_else(|| LambdaError::Config(format!("{name} is not set")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws() -> AwsSettings {
+        AwsSettings { table: "t".into(), bucket: "b".into(), object_prefix: None, kms_key: "alias/k".into() }
+    }
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    }
+
+    const BASE: &[(&str, &str)] =
+        &[("AWS_REGION", "eu-west-1"), ("FHIRLAKE_ACCOUNT_ID", "123456789012"), ("FHIRLAKE_ACCESS_KEYS_SECRET", "fhirlake/keys")];
+
+    #[test]
+    fn healthlake_mode_is_the_default_and_needs_the_secret() {
+        let settings = HttpSettings::from_lookup(env(BASE), aws()).unwrap();
+        assert_eq!(settings.auth_mode, AuthMode::HealthLake);
+        assert_eq!(settings.access_keys_secret.as_deref(), Some("fhirlake/keys"));
+        assert_eq!(settings.region, "eu-west-1");
+        assert_eq!(settings.public_url, None);
+
+        let without: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != ACCESS_KEYS_SECRET_ENV).collect();
+        let error = HttpSettings::from_lookup(env(&without), aws()).unwrap_err();
+        assert!(error.to_string().contains(ACCESS_KEYS_SECRET_ENV), "{error}");
+    }
+
+    #[test]
+    fn iam_mode_needs_no_secret() {
+        let pairs = [("AWS_REGION", "eu-west-1"), ("FHIRLAKE_ACCOUNT_ID", "123456789012"), ("FHIRLAKE_AUTH_MODE", "iam")];
+        let settings = HttpSettings::from_lookup(env(&pairs), aws()).unwrap();
+        assert_eq!(settings.auth_mode, AuthMode::Iam);
+        assert_eq!(settings.access_keys_secret, None);
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (name, value) in [("FHIRLAKE_AUTH_MODE", "jwt"), ("FHIRLAKE_ACCOUNT_ID", "12345"), ("FHIRLAKE_PUBLIC_URL", "api.example.com")] {
+            let mut pairs: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != name).collect();
+            pairs.push((name, value));
+            let error = HttpSettings::from_lookup(env(&pairs), aws()).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
+        let without_region: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != REGION_ENV).collect();
+        assert!(HttpSettings::from_lookup(env(&without_region), aws()).unwrap_err().to_string().contains(REGION_ENV));
+    }
+
+    #[test]
+    fn the_public_url_loses_its_trailing_slash() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FHIRLAKE_PUBLIC_URL", "https://fhir.example.com/"));
+        assert_eq!(HttpSettings::from_lookup(env(&pairs), aws()).unwrap().public_url.as_deref(), Some("https://fhir.example.com"));
+    }
+
+    #[test]
+    fn authorizer_needs_region_and_secret() {
+        let settings = AuthorizerSettings::from_lookup(env(BASE)).unwrap();
+        assert_eq!(settings.region, "eu-west-1");
+        assert_eq!(settings.access_keys_secret, "fhirlake/keys");
+        assert_eq!(settings.key_refresh_interval, crate::AccessKeys::DEFAULT_REFRESH_INTERVAL);
+        assert!(AuthorizerSettings::from_lookup(env(&[("AWS_REGION", "eu-west-1")])).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! The authorizer function driven by the sample events of `events/authorizer`, through the
+//! service it runs under the Lambda runtime: signed requests for this deployment are let
+//! through with their access key id; everything that could never verify is denied.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use fhirlake_auth::{Credentials, StaticCredentials};
+use fhirlake_lambda::{AuthorizerContext, ACCESS_KEY_ID_CONTEXT_KEY};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use serde_json::Value;
+
+fn context() -> Arc<AuthorizerContext> {
+    Arc::new(AuthorizerContext::new(REGION, Arc::new(StaticCredentials::new(ACCESS_KEY_ID, SECRET)), None))
+}
+
+/// Re-signs an authorizer event and keeps `identitySource` in step with its header.
+fn resigned(event: Event, credentials: &Credentials, service: &str) -> Event {
+    let mut event = event.signed_with(credentials, service);
+    let authorization = event.header("authorization").expect("authorization").to_string();
+    event.0["identitySource"] = Value::Array(vec![Value::String(authorization)]);
+    event
+}
+
+#[tokio::test]
+async fn a_signed_request_is_allowed_with_its_access_key() {
+    let event = resigned(Event::load("authorizer/sigv4-read.json"), &Credentials::new(ACCESS_KEY_ID, SECRET), "healthlake");
+    let response = authorize(&context(), &event).await;
+    assert!(response.is_authorized);
+    assert_eq!(response.context.get(ACCESS_KEY_ID_CONTEXT_KEY), Some(&Value::String(ACCESS_KEY_ID.into())));
+    let wire = serde_json::to_value(&response).expect("serialises");
+    assert_eq!(wire, serde_json::json!({"isAuthorized": true, "context": {"accessKeyId": ACCESS_KEY_ID}}));
+}
+
+#[tokio::test]
+async fn the_signature_is_left_to_the_function() {
+    // The authorizer has no body, so a signature over another body still passes it.
+    let mut event = resigned(Event::load("authorizer/sigv4-read.json"), &Credentials::new(ACCESS_KEY_ID, "not-the-secret"), "healthlake");
+    event = event.set_header("x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert!(authorize(&context(), &event).await.is_authorized);
+}
+
+#[tokio::test]
+async fn requests_that_could_never_verify_are_denied() {
+    let ours = Credentials::new(ACCESS_KEY_ID, SECRET);
+    let date_not_signed = {
+        let event = resigned(Event::load("authorizer/sigv4-date-not-signed.json"), &ours, "healthlake");
+        let authorization = event
+            .header("authorization")
+            .expect("authorization")
+            .replace("SignedHeaders=accept;host;x-amz-date", "SignedHeaders=accept;host");
+        event.set_header("authorization", &authorization)
+    };
+    let unsigned_payload =
+        resigned(Event::load("authorizer/sigv4-read.json"), &ours, "healthlake").set_header("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+    let cases = [
+        ("committed in 2024, so expired", Event::load("authorizer/sigv4-read.json")),
+        ("scoped to execute-api", resigned(Event::load("authorizer/sigv4-other-service.json"), &ours, "execute-api")),
+        (
+            "unknown access key",
+            resigned(Event::load("authorizer/sigv4-unknown-key.json"), &Credentials::new("AKIDNOBODYKNOWSTHIS", "x"), "healthlake"),
+        ),
+        ("x-amz-date not signed", date_not_signed),
+        ("unsigned payload", unsigned_payload),
+        ("bearer token", Event::load("authorizer/bearer-token.json")),
+    ];
+    for (case, event) in cases {
+        let response = authorize(&context(), &event).await;
+        assert!(!response.is_authorized, "{case}");
+        assert!(response.context.is_empty(), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_for_another_region_is_denied() {
+    let event = Event::load("authorizer/sigv4-read.json");
+    let other_region = Arc::new(AuthorizerContext::new("eu-west-1", Arc::new(StaticCredentials::new(ACCESS_KEY_ID, SECRET)), None));
+    let signed = resigned(event, &Credentials::new(ACCESS_KEY_ID, SECRET), "healthlake");
+    assert!(!authorize(&other_region, &signed).await.is_authorized);
+}
+
+#[test]
+fn every_sample_event_parses_as_an_authorizer_v2_request() {
+    for entry in std::fs::read_dir(events_dir().join("authorizer")).expect("the events directory") {
+        let path = entry.expect("an entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let event: ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(event.version.as_deref(), Some("2.0"), "{}", path.display());
+        assert!(event.headers.contains_key("authorization"), "{}", path.display());
+        assert_eq!(event.request_context.http.method, http::Method::GET, "{}", path.display());
+    }
+}
