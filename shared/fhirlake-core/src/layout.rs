@@ -24,9 +24,43 @@ pub const HISTORY_SHARDS: u32 = 4;
 /// (DynamoDB items are limited to 400 KB including names and other attributes).
 pub const INLINE_BODY_LIMIT: usize = 350 * 1024;
 
+/// Partition-key prefix shared by all resource-version partitions.
+pub const RESOURCE_PREFIX: &str = "r#";
+
 /// Partition of one resource's versions.
 pub fn resource_pk(ds: &str, resource_type: &str, id: &str) -> String {
     format!("r#{ds}#{resource_type}#{id}")
+}
+
+/// Splits a resource partition key into (datastore id, resource type, logical id); `None` for
+/// any other key (history shards, control-plane partitions).
+pub fn parse_resource_pk(pk: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = pk.strip_prefix(RESOURCE_PREFIX)?.splitn(3, '#');
+    let ds = parts.next().filter(|s| !s.is_empty())?;
+    let resource_type = parts.next().filter(|s| !s.is_empty())?;
+    let id = parts.next().filter(|s| !s.is_empty() && !s.contains('#'))?;
+    Some((ds, resource_type, id))
+}
+
+/// The parts of a resource version item's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionKey<'a> {
+    /// The datastore id.
+    pub datastore_id: &'a str,
+    /// The resource type.
+    pub resource_type: &'a str,
+    /// The logical id.
+    pub id: &'a str,
+    /// The version number.
+    pub version: u64,
+}
+
+/// Recognises the key of a resource version item (`r#{ds}#{type}#{id}`, `v#{version:012}`);
+/// `None` for every other item the table holds.
+pub fn parse_version_key(key: &Key) -> Option<VersionKey<'_>> {
+    let (datastore_id, resource_type, id) = parse_resource_pk(&key.pk)?;
+    let version = parse_version_sk(&key.sk)?;
+    Some(VersionKey { datastore_id, resource_type, id, version })
 }
 
 /// Sort-key prefix shared by all version items.
@@ -118,6 +152,18 @@ mod tests {
         assert!(version_sk(9) < version_sk(10));
         assert_eq!(parse_version_sk(&version_sk(42)), Some(42));
         assert_eq!(parse_version_sk("x#1"), None);
+    }
+
+    #[test]
+    fn version_keys_are_recognised_and_nothing_else() {
+        let key = version_key("7ad1", "Patient", "p-1.a", 3);
+        let parsed = parse_version_key(&key).expect("a version key");
+        assert_eq!(parsed, VersionKey { datastore_id: "7ad1", resource_type: "Patient", id: "p-1.a", version: 3 });
+        assert_eq!(parse_version_key(&Key::new(type_history_pk("7ad1", "Patient", 0), history_sk(1, "Patient", "p", 1))), None);
+        assert_eq!(parse_version_key(&Key::new("CP#datastores", "DS#7ad1")), None);
+        assert_eq!(parse_version_key(&Key::new("r#7ad1#Patient", "v#000000000001")), None);
+        assert_eq!(parse_version_key(&Key::new("r#7ad1#Patient#p#x", "v#000000000001")), None);
+        assert_eq!(parse_version_key(&Key::new(resource_pk("7ad1", "Patient", "p"), "v#x")), None);
     }
 
     #[test]

@@ -505,6 +505,25 @@ impl ResourceService {
         Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated: at, method, body: json })
     }
 
+    /// Opens a resource version item read from the table by any means (a query, a batch get, a
+    /// change-stream image): checks that its key names a version of a resource of `ds`, then
+    /// decodes its attributes and opens its sealed body (inline, or from the object store). This
+    /// is the one implementation of opening a stored version; every read goes through it.
+    ///
+    /// Errors: `Invalid` when the item is not a version item of `ds`; `Internal` for a malformed
+    /// item or a body that fails authentication (corrupted or moved); `Storage` when the body
+    /// object or the data key cannot be read (`NotFound` for a missing body object, `Invalid`
+    /// for a data key that does not unwrap).
+    pub async fn open_version_item(&self, ds: &ActiveDatastore, item: &Item) -> CoreResult<StoredVersion> {
+        let Some(key) = layout::parse_version_key(&item.key) else {
+            return Err(CoreError::Invalid("the item is not a resource version".into()));
+        };
+        if key.datastore_id != ds.id {
+            return Err(CoreError::Invalid("the item belongs to another datastore".into()));
+        }
+        self.decode(ds, key.resource_type, key.id, item).await
+    }
+
     async fn decode(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, item: &Item) -> CoreResult<StoredVersion> {
         let version = layout::parse_version_sk(&item.key.sk).ok_or_else(|| CoreError::Internal("malformed version key".into()))?;
         let micros = item.get_i64("ts").ok_or_else(|| CoreError::Internal("version without timestamp".into()))?;

@@ -253,3 +253,36 @@ async fn deleted_datastores_are_unreachable() {
     f.services.datastores.delete(DatastoreIdRequest { datastore_id: f.ds.id.clone() }).await.unwrap();
     assert!(matches!(f.services.datastores.active(&f.ds.id).await, Err(CoreError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn version_items_open_as_reads_do_and_only_in_their_datastore() {
+    let f = fixture().await;
+    let r = &f.services.resources;
+    let created = r.create(&f.ds, "Patient", patient("Open")).await.unwrap().version;
+    r.delete(&f.ds, "Patient", &created.id, None).await.unwrap();
+    let q = Query::partition(format!("r#{}#Patient#{}", f.ds.id, created.id), 10);
+    let items = f.table.query(&q).await.unwrap().items;
+    assert_eq!(items.len(), 2);
+
+    let opened = r.open_version_item(&f.ds, &items[0]).await.unwrap();
+    assert_eq!((opened.resource_type.as_str(), opened.id.as_str(), opened.version), ("Patient", created.id.as_str(), 1));
+    assert_eq!(opened.last_updated, created.last_updated);
+    assert_eq!(opened.method, Method::Create);
+    assert_eq!(opened.body, created.body);
+    let deletion = r.open_version_item(&f.ds, &items[1]).await.unwrap();
+    assert!(deletion.is_deleted());
+    assert_eq!((deletion.version, deletion.method), (2, Method::Delete));
+
+    // Not a version item, or a version item of another datastore.
+    let history = f.table.query(&Query::partition(format!("ht#{}#Patient#0", f.ds.id), 10)).await.unwrap().items;
+    let other = f.services.datastores.create(CreateFhirDatastoreRequest::r4()).await.unwrap();
+    let other = f.services.datastores.active(&other.datastore_id).await.unwrap();
+    assert!(matches!(r.open_version_item(&other, &items[0]).await, Err(CoreError::Invalid(_))));
+    for item in history {
+        assert!(matches!(r.open_version_item(&f.ds, &item).await, Err(CoreError::Invalid(_))));
+    }
+    // A body moved to another version's item fails authentication.
+    let mut moved = items[0].clone();
+    moved.key.sk = "v#000000000002".into();
+    assert!(matches!(r.open_version_item(&f.ds, &moved).await, Err(CoreError::Internal(_))));
+}

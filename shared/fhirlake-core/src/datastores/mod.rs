@@ -403,6 +403,31 @@ impl DatastoreService {
         }
     }
 
+    /// The keys to open a datastore's stored versions, for background readers such as the
+    /// stream projector. Read-only: unlike [`DatastoreService::active`] it never advances a
+    /// status, so it needs only read access to the table. Returns `None` when the datastore does
+    /// not exist or was deleted (its data key destroyed: its bodies can never be opened again).
+    ///
+    /// Errors: `Storage` when the table cannot be read; `Internal` for a corrupted record.
+    pub async fn readable(&self, id: &str) -> CoreResult<Option<ActiveDatastore>> {
+        if validate::datastore_id(id).is_err() {
+            return Ok(None);
+        }
+        let Some(item) = self.backends.table.get(&store::datastore_key(id)).await? else {
+            return Ok(None);
+        };
+        if let Some(active) = store::active_view(&item)? {
+            return Ok(Some(active));
+        }
+        let stored = StoredDatastore::from_item(&item)?;
+        Ok(stored.wrapped_key.map(|wrapped_data_key| ActiveDatastore {
+            id: stored.record.id,
+            master_key_id: stored.master_key_id,
+            wrapped_data_key,
+            identity_provider: stored.record.identity_provider.unwrap_or_else(aws_auth),
+        }))
+    }
+
     /// Reads a datastore and advances its status (`NotFound` if absent).
     async fn observe_id(&self, id: &str) -> CoreResult<StoredDatastore> {
         match store::load(self.backends.table.as_ref(), id).await? {

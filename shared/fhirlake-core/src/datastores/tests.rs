@@ -325,6 +325,29 @@ async fn update_changes_name_and_identity_provider() {
 }
 
 #[tokio::test]
+async fn readable_finds_the_data_key_without_writing_and_none_once_shredded() {
+    let f = fixture();
+    let created = create(&f, named("read-only")).await;
+    let id = created.datastore_id.clone();
+    let readable = f.service.readable(&id).await.ok().flatten();
+    assert_eq!(readable.as_ref().map(|ds| ds.id.as_str()), Some(id.as_str()));
+    // A CREATING datastore is readable, and reading it does not advance its status.
+    let item = f.table.get(&store::datastore_key(&id)).await.ok().flatten();
+    assert_eq!(item.as_ref().and_then(|i| i.get_str("status")), Some("CREATING"));
+    assert_eq!(readable.map(|ds| ds.wrapped_data_key), item.and_then(|i| i.get_bytes("wrapped_key").map(<[u8]>::to_vec)));
+
+    assert!(f.service.active(&id).await.is_ok());
+    assert!(f.service.readable(&id).await.ok().flatten().is_some());
+    assert!(f.service.delete(id_request(&id)).await.is_ok());
+    assert!(matches!(f.service.readable(&id).await, Ok(None)));
+    let item = f.table.get(&store::datastore_key(&id)).await.ok().flatten();
+    assert_eq!(item.as_ref().and_then(|i| i.get_str("status")), Some("DELETING"), "readable must not advance DELETING");
+
+    assert!(matches!(f.service.readable(&"f".repeat(32)).await, Ok(None)));
+    assert!(matches!(f.service.readable("not/a valid#id").await, Ok(None)));
+}
+
+#[tokio::test]
 async fn delete_shreds_the_key_and_goes_deleting_then_deleted() {
     let f = fixture();
     let created = create(&f, named("doomed")).await;

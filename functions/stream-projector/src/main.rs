@@ -1,0 +1,34 @@
+//! The `stream-projector` Lambda function: the table's DynamoDB stream in, Parquet search
+//! projections out (`fhirlake_projection::Projector`). Configuration: FHIRLAKE_TABLE,
+//! FHIRLAKE_BUCKET, FHIRLAKE_OBJECT_PREFIX, FHIRLAKE_KMS_KEY, FHIRLAKE_PROJECTION_BUCKET
+//! (default: FHIRLAKE_BUCKET), AWS_REGION, FHIRLAKE_ACCOUNT_ID, RUST_LOG.
+
+use std::sync::Arc;
+
+use fhirlake_aws::{AwsBackend, AwsClients, AwsSettings, S3ObjectStore};
+use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::{RandomIds, SystemClock};
+use fhirlake_projection::{DynamoDbEvent, Projector, PROJECTION_BUCKET_ENV};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let settings = AwsSettings::from_env_strict()?;
+    let clients = AwsClients::from_env().await;
+    let aws = AwsBackend::new(&clients, &settings);
+    let bucket = std::env::var(PROJECTION_BUCKET_ENV).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| settings.bucket.clone());
+    let output = S3ObjectStore::new(clients.s3.clone(), bucket, settings.object_prefix.clone(), Some(settings.kms_key.clone()));
+    let backends =
+        Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) };
+    // The projector builds no ARNs or endpoint URLs; these only complete the services' settings.
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let config =
+        ServiceConfig { region: env("AWS_REGION"), account_id: env("FHIRLAKE_ACCOUNT_ID"), public_base_url: env("FHIRLAKE_PUBLIC_URL") };
+    let projector = Arc::new(Projector::new(Services::new(config, backends), Arc::new(output)));
+    run(service_fn(move |event: LambdaEvent<DynamoDbEvent>| {
+        let projector = projector.clone();
+        async move { projector.handle(event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}

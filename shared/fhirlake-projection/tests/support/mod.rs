@@ -1,0 +1,85 @@
+//! Helpers shared by the projection's integration tests: reading projection files back.
+
+#![allow(dead_code)]
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use bytes::Bytes;
+use fhirlake_ports::ObjectStore;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// One projection file, decoded.
+pub struct ProjectionFile {
+    pub batch: RecordBatch,
+}
+
+impl ProjectionFile {
+    /// Decodes a projection file (one row group, as the projector writes them).
+    pub fn read(bytes: Bytes) -> ProjectionFile {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("a parquet file").build().expect("a reader");
+        let batches: Vec<RecordBatch> = reader.map(|b| b.expect("a record batch")).collect();
+        assert_eq!(batches.len(), 1, "one record batch per file");
+        ProjectionFile { batch: batches.into_iter().next().expect("a batch") }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        let column = self.batch.column_by_name("id").expect("id").as_string::<i32>();
+        (0..column.len()).map(|i| column.value(i).to_string()).collect()
+    }
+
+    pub fn versions(&self) -> Vec<i64> {
+        self.batch.column_by_name("version_id").expect("version_id").as_primitive::<Int64Type>().values().to_vec()
+    }
+
+    pub fn last_updated_micros(&self) -> Vec<i64> {
+        self.batch.column_by_name("last_updated").expect("last_updated").as_primitive::<TimestampMicrosecondType>().values().to_vec()
+    }
+
+    pub fn deleted(&self) -> Vec<bool> {
+        let column = self.batch.column_by_name("deleted").expect("deleted").as_boolean();
+        (0..column.len()).map(|i| column.value(i)).collect()
+    }
+
+    pub fn resources(&self) -> Vec<Option<serde_json::Value>> {
+        let column = self.batch.column_by_name("resource").expect("resource").as_string::<i32>();
+        (0..column.len()).map(|i| (!column.is_null(i)).then(|| serde_json::from_str(column.value(i)).expect("resource json"))).collect()
+    }
+
+    /// A parameter column: per row, its values or `None`.
+    pub fn list(&self, name: &str) -> Vec<Option<Vec<String>>> {
+        let column = self.batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).as_list::<i32>();
+        (0..column.len())
+            .map(|i| {
+                (!column.is_null(i)).then(|| {
+                    let values = column.value(i);
+                    let values = values.as_string::<i32>();
+                    (0..values.len()).map(|j| values.value(j).to_string()).collect()
+                })
+            })
+            .collect()
+    }
+}
+
+/// `Some(vec![...])` of owned strings.
+pub fn some(values: &[&str]) -> Option<Vec<String>> {
+    Some(values.iter().map(|v| v.to_string()).collect())
+}
+
+/// Every key under `prefix`.
+pub async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), 1000).await.expect("list");
+        keys.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next_start_after {
+            Some(next) => after = Some(next),
+            None => return keys,
+        }
+    }
+}
