@@ -15,7 +15,7 @@ use fhirlake_core::{layout, Backends, ServiceConfig, Services};
 use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
 use fhirlake_ports::{
     AttrValue, DataKey, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, RandomIds, StorageError, StorageErrorKind,
-    StorageResult,
+    StorageResult, Upload, UploadedPart,
 };
 use fhirlake_projection::{batch_id, projection_key, DynamoDbEvent, IgnoreReason, Projector, SkipReason, PROJECTIONS_PREFIX};
 use serde_json::{json, Value};
@@ -269,6 +269,18 @@ impl ObjectStore for FlakyStore {
     }
     async fn delete(&self, key: &str) -> StorageResult<()> {
         self.inner.delete(key).await
+    }
+    async fn create_upload(&self, key: &str) -> StorageResult<Upload> {
+        self.inner.create_upload(key).await
+    }
+    async fn upload_part(&self, upload: &Upload, number: u32, body: Bytes) -> StorageResult<UploadedPart> {
+        self.inner.upload_part(upload, number, body).await
+    }
+    async fn complete_upload(&self, upload: &Upload, parts: &[UploadedPart]) -> StorageResult<()> {
+        self.inner.complete_upload(upload, parts).await
+    }
+    async fn abort_upload(&self, upload: &Upload) -> StorageResult<()> {
+        self.inner.abort_upload(upload).await
     }
 }
 
