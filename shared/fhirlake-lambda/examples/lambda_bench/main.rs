@@ -18,7 +18,6 @@
 //! profile (`$CARGO_TARGET_DIR/release`).
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod runtime_api;
 
