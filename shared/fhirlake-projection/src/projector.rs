@@ -26,6 +26,7 @@
 //! group of that record in any later delivery starts at that same record. So every row ends up
 //! in exactly one file, whatever the retries, bisections and batch sizes.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -168,15 +169,18 @@ impl Projector {
     /// Handles one Lambda invocation: projects the batch, logs its report and answers the
     /// partial batch response.
     ///
-    /// Errors: only [`ProjectionError::NoCheckpoint`] (a record to retry from without a sequence
-    /// number, which Lambda never delivers): the whole batch is then failed and retried.
+    /// Errors (the whole batch then fails and Lambda retries it): [`ProjectionError::NoCheckpoint`]
+    /// when a record to retry from has no sequence number, [`ProjectionError::Encode`] when
+    /// arrow-rs cannot encode a file. Neither happens with well-formed input: transient failures
+    /// are answered as a batch item failure, permanent ones skip their records.
     pub async fn handle(&self, event: Event) -> Result<DynamoDbEventResponse, ProjectionError> {
         let report = self.project(&event).await?;
         report.log();
         Ok(report.response())
     }
 
-    /// Projects one batch (see the module documentation) and reports what it did.
+    /// Projects one batch (see the module documentation) and reports what it did, without
+    /// logging the report. Errors: as [`Projector::handle`].
     pub async fn project(&self, event: &Event) -> Result<BatchReport, ProjectionError> {
         let records = change_records(event);
         let mut report = BatchReport { records: records.len(), ..BatchReport::default() };
@@ -199,17 +203,17 @@ impl Projector {
             };
             match self.decode(item, &mut datastores).await {
                 Ok(Decoded::Row { datastore_id, schema, date, row }) => {
-                    let Some(key) = group_key(record, &datastore_id, schema, date) else {
-                        *report.skipped.entry(SkipReason::Malformed(MalformedReason::SequenceNumber)).or_default() += 1;
-                        continue;
+                    let group = match groups.entry((datastore_id, schema.resource_type, date)) {
+                        Entry::Occupied(group) => group.into_mut(),
+                        Entry::Vacant(slot) => {
+                            // Version records always have a valid sequence number.
+                            let Some(key) = group_key(record, &slot.key().0, schema, date) else {
+                                *report.skipped.entry(SkipReason::Malformed(MalformedReason::SequenceNumber)).or_default() += 1;
+                                continue;
+                            };
+                            slot.insert(Group { schema, key, first_index: index, last_index: index, rows: Vec::new() })
+                        }
                     };
-                    let group = groups.entry((datastore_id, schema.resource_type, date)).or_insert_with(|| Group {
-                        schema,
-                        key,
-                        first_index: index,
-                        last_index: index,
-                        rows: Vec::new(),
-                    });
                     group.last_index = index;
                     group.rows.push(row);
                 }

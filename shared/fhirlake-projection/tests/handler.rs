@@ -152,6 +152,9 @@ async fn a_batch_projects_versions_and_ignores_the_rest() {
     let report = projector.project(&event).await.expect("projected");
     let patient_key = projection_key(&f.ds.id, "Patient", may_1(), &record_batch_id(&event, 0));
     let observation_key = projection_key(&f.ds.id, "Observation", may_1(), &record_batch_id(&event, 3));
+    // The names docs/storage-layout.md shows for this fixture.
+    assert!(patient_key.ends_with("/Patient/date=2024-05-01/0000000000000004000000000000000000000001-a9fad087bd03fa34.parquet"));
+    assert!(observation_key.ends_with("/Observation/date=2024-05-01/0000000000000004000000000000000000000004-797b8adb03b49615.parquet"));
     assert_eq!(report.records, 7);
     assert_eq!(
         report.files.iter().map(|(k, n)| (k.as_str(), *n)).collect::<Vec<_>>(),
