@@ -1,7 +1,7 @@
 //! The `stream-projector` Lambda function: the table's DynamoDB stream in, Parquet search
 //! projections out (`fhirlake_projection::Projector`). Configuration: FHIRLAKE_TABLE,
 //! FHIRLAKE_BUCKET, FHIRLAKE_OBJECT_PREFIX, FHIRLAKE_KMS_KEY, FHIRLAKE_PROJECTION_BUCKET
-//! (default: FHIRLAKE_BUCKET), AWS_REGION, FHIRLAKE_ACCOUNT_ID, RUST_LOG.
+//! (default: FHIRLAKE_BUCKET), AWS_REGION, FHIRLAKE_ACCOUNT_ID, FHIRLAKE_LOG or RUST_LOG.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    fhirlake_lambda::init_tracing();
     let settings = AwsSettings::from_env_strict()?;
     let clients = AwsClients::from_env().await;
     let aws = AwsBackend::new(&clients, &settings);

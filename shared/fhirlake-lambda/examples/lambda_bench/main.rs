@@ -4,14 +4,15 @@
 //!    today) through exactly what a function does per event (parse the API Gateway v2 event
 //!    JSON, `lambda_http`'s adapter, `fhirlake_lambda::http_service` with SigV4 verification,
 //!    serialise the response JSON), over the memory adapters, on one thread.
-//! 2. **Function binaries**: each built binary (`fhir-api`, `control-plane`, `authorizer`) is
+//! 2. **Function binaries**: each built binary (`fhir-api`, `control-plane`, `authorizer`,
+//!    `stream-projector`, the last fed a stream batch holding the real version item of a Patient) is
 //!    started against a minimal Lambda Runtime API on 127.0.0.1 (`runtime_api.rs`) with moto
 //!    as AWS (`fhirlake_aws::moto`): cold init (process start until it asks for its first
 //!    event, including loading the access keys from Secrets Manager), the first invocation, and
 //!    the process's CPU time per request over real SDK calls to moto. And the binary sizes.
 //!
 //! ```text
-//! cargo build --release -p fhir-api -p control-plane -p authorizer
+//! cargo build --release -p fhir-api -p control-plane -p authorizer -p stream-projector
 //! cargo run --release -p fhirlake-lambda --example lambda_bench -- [--requests N] [--bin-dir DIR]
 //! ```
 //! (or `tests/bench/lambda`). `--bin-dir` defaults to the directory of this example's own
@@ -143,6 +144,7 @@ struct Deployment {
     environment: Vec<(&'static str, String)>,
     datastore: String,
     patient: String,
+    table: String,
 }
 
 async fn deploy() -> Deployment {
@@ -176,7 +178,43 @@ async fn deploy() -> Deployment {
     let patient = invoke(&context, &Event::load("fhir-api/create-patient.json").with_datastore(&datastore).signed()).await;
     assert_eq!(patient.status, 201);
     let patient = patient.json()["id"].as_str().expect("an id").to_string();
-    Deployment { environment, datastore, patient }
+    Deployment { environment, datastore, patient, table: aws.table }
+}
+
+/// A DynamoDB Streams batch of one record: the sample of `events/stream-projector/batch.json`
+/// carrying the real first version item of the deployment's Patient (read from moto), so the
+/// projector does all its work: datastore lookup, data-key unwrap, opening the body, extraction,
+/// Parquet, the upload.
+async fn projector_batch(deployment: &Deployment) -> Event {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use base64::Engine as _;
+    let pk = format!("r#{}#Patient#{}", deployment.datastore, deployment.patient);
+    let item = MotoServer::shared()
+        .clients()
+        .dynamodb
+        .get_item()
+        .table_name(&deployment.table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S("v#000000000001".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("read the version item")
+        .item
+        .expect("the Patient's first version");
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s) | AttributeValue::N(s)) => s.clone(),
+        other => panic!("version item attribute {name}: {other:?}"),
+    };
+    let Some(AttributeValue::B(body)) = item.get("body") else { panic!("the version item has no inline body") };
+    let mut record = Event::load("stream-projector/batch.json").0["Records"][0].clone();
+    record["dynamodb"]["Keys"]["pk"]["S"] = pk.clone().into();
+    let image = &mut record["dynamodb"]["NewImage"];
+    image["pk"]["S"] = pk.into();
+    image["ts"]["N"] = text("ts").into();
+    image["op"]["S"] = text("op").into();
+    image["body"]["B"] = base64::engine::general_purpose::STANDARD.encode(body.as_ref()).into();
+    Event(serde_json::json!({ "Records": [record] }))
 }
 
 async fn binaries(bin_dir: &Path, requests: usize) {
@@ -186,10 +224,12 @@ async fn binaries(bin_dir: &Path, requests: usize) {
     let search = Event::load("fhir-api/search-patient.json").with_datastore(&deployment.datastore).signed();
     let describe = Event::load("control-plane/describe-datastore.json").with_datastore(&deployment.datastore).signed();
     let authorize = Event::load("authorizer/sigv4-read.json").signed();
-    let functions: [(&str, Vec<(&str, &Event)>); 3] = [
+    let batch = projector_batch(&deployment).await;
+    let functions: [(&str, Vec<(&str, &Event)>); 4] = [
         ("fhir-api", vec![("read", &read), ("search (501)", &search)]),
         ("control-plane", vec![("DescribeFHIRDatastore", &describe)]),
         ("authorizer", vec![("authorize", &authorize)]),
+        ("stream-projector", vec![("batch of 1 Patient", &batch)]),
     ];
     for (function, cases) in functions {
         let binary = bin_dir.join(function);
@@ -246,7 +286,7 @@ async fn run_binary(
     let first_invoke = first_started.elapsed();
     check(function, cases[0].0, &first);
     println!(
-        "   {function:<13} binary {:>5.1} MB   cold init {:>6.1} ms   first invocation {:>6.1} ms",
+        "   {function:<16} binary {:>5.1} MB   cold init {:>6.1} ms   first invocation {:>6.1} ms",
         size as f64 / 1e6,
         init.as_secs_f64() * 1e3,
         first_invoke.as_secs_f64() * 1e3
@@ -281,6 +321,7 @@ fn check(function: &str, case: &str, outcome: &Outcome) {
     let response: serde_json::Value = serde_json::from_slice(payload).expect("a json response");
     let ok = match function {
         "authorizer" => response["isAuthorized"] == true,
+        "stream-projector" => response["batchItemFailures"] == serde_json::json!([]),
         _ if case.starts_with("search") => response["statusCode"] == 501,
         _ => response["statusCode"] == 200,
     };
