@@ -7,6 +7,9 @@
 //! lookup, AES-GCM opening, extraction, Parquet, upload to the memory object store), on one
 //! thread.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +23,7 @@ use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, Memo
 use fhirlake_ports::{AttrValue, Item, ItemTable, Query, RandomIds};
 use fhirlake_projection::{encode_parquet, project_version, schema_for, DynamoDbEvent, ProjectionRow, Projector};
 use serde_json::{json, Value};
+use support::image;
 
 const FAMILIES: [&str; 8] = ["Smith", "Müller", "García", "Nguyễn", "O'Brien", "Kowalski", "Søndergaard", "Chalmers"];
 const GIVEN: [&str; 6] = ["Anna", "Peter", "José", "Zoë", "Li", "Amélie"];
@@ -201,22 +205,6 @@ async fn bench_batches(n: usize) {
         wall / events.len() as f64 * 1e3,
         rate(rows, cpu).trim()
     );
-}
-
-fn image(item: &Item) -> Value {
-    let mut image = serde_json::Map::new();
-    image.insert("pk".into(), json!({"S": item.key.pk}));
-    image.insert("sk".into(), json!({"S": item.key.sk}));
-    for (name, value) in &item.attrs {
-        let value = match value {
-            AttrValue::S(s) => json!({ "S": s }),
-            AttrValue::N(n) => json!({ "N": n.to_string() }),
-            AttrValue::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b) }),
-            AttrValue::Bool(b) => json!({ "BOOL": b }),
-        };
-        image.insert(name.clone(), value);
-    }
-    Value::Object(image)
 }
 
 fn main() {

@@ -19,7 +19,7 @@ use fhirlake_ports::{
 };
 use fhirlake_projection::{batch_id, projection_key, DynamoDbEvent, IgnoreReason, Projector, SkipReason, PROJECTIONS_PREFIX};
 use serde_json::{json, Value};
-use support::{keys, some, ProjectionFile};
+use support::{image, keys, some, ProjectionFile};
 use zeroize::Zeroizing;
 
 const BATCH: &str = include_str!("../../../events/stream-projector/batch.json");
@@ -89,23 +89,6 @@ async fn write_batch_resources(f: &Fixture) {
     r.update(&f.ds, "Observation", "o1", observation(), None).await.expect("put observation");
     f.clock.advance(Duration::seconds(1));
     r.delete(&f.ds, "Patient", "p1", None).await.expect("delete patient");
-}
-
-/// The DynamoDB JSON image of an item, as DynamoDB Streams delivers it to Lambda.
-fn image(item: &Item) -> Value {
-    let mut image = serde_json::Map::new();
-    image.insert("pk".into(), json!({"S": item.key.pk}));
-    image.insert("sk".into(), json!({"S": item.key.sk}));
-    for (name, value) in &item.attrs {
-        let value = match value {
-            AttrValue::S(s) => json!({ "S": s }),
-            AttrValue::N(n) => json!({ "N": n.to_string() }),
-            AttrValue::B(b) => json!({ "B": base64::engine::general_purpose::STANDARD.encode(b) }),
-            AttrValue::Bool(b) => json!({ "BOOL": b }),
-        };
-        image.insert(name.clone(), value);
-    }
-    Value::Object(image)
 }
 
 /// The fixture with the test's datastore id, and the new image of every version item it names

@@ -1,4 +1,5 @@
-//! Helpers shared by the projection's integration tests: reading projection files back.
+//! Helpers shared by the projection's integration tests and its benchmark: reading projection
+//! files back, building stream images of items.
 
 #![allow(dead_code)]
 
@@ -6,8 +7,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
-use fhirlake_ports::ObjectStore;
+use fhirlake_ports::{AttrValue, Item, ObjectStore};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{json, Value};
 
 /// One projection file, decoded.
 pub struct ProjectionFile {
@@ -82,4 +84,21 @@ pub async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
             None => return keys,
         }
     }
+}
+
+/// The DynamoDB JSON image of an item, as DynamoDB Streams delivers it to Lambda.
+pub fn image(item: &Item) -> Value {
+    let mut image = serde_json::Map::new();
+    image.insert("pk".into(), json!({"S": item.key.pk}));
+    image.insert("sk".into(), json!({"S": item.key.sk}));
+    for (name, value) in &item.attrs {
+        let value = match value {
+            AttrValue::S(s) => json!({ "S": s }),
+            AttrValue::N(n) => json!({ "N": n.to_string() }),
+            AttrValue::B(b) => json!({ "B": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b) }),
+            AttrValue::Bool(b) => json!({ "BOOL": b }),
+        };
+        image.insert(name.clone(), value);
+    }
+    Value::Object(image)
 }
