@@ -13,14 +13,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use fhirlake_core::datastores::CreateFhirDatastoreRequest;
 use fhirlake_core::resources::{Method, StoredVersion};
 use fhirlake_core::{Backends, ServiceConfig, Services};
 use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
-use fhirlake_ports::{AttrValue, Item, ItemTable, Query, RandomIds};
+use fhirlake_ports::{Item, ItemTable, Query, RandomIds};
 use fhirlake_projection::{encode_parquet, project_version, schema_for, DynamoDbEvent, ProjectionRow, Projector};
 use serde_json::{json, Value};
 use support::image;
