@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use fhirlake_aws::{AwsBackend, AwsClients, AwsSettings, S3ObjectStore};
 use fhirlake_core::{Backends, ServiceConfig, Services};
-use fhirlake_ports::{RandomIds, SystemClock};
 use fhirlake_projection::{DynamoDbEvent, Projector, PROJECTION_BUCKET_ENV};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
@@ -19,8 +18,7 @@ async fn main() -> Result<(), Error> {
     let aws = AwsBackend::new(&clients, &settings);
     let bucket = std::env::var(PROJECTION_BUCKET_ENV).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| settings.bucket.clone());
     let output = S3ObjectStore::new(clients.s3.clone(), bucket, settings.object_prefix.clone(), Some(settings.kms_key.clone()));
-    let backends =
-        Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) };
+    let backends = Backends::with_system_clock(aws.items, aws.objects, aws.keys);
     // The projector builds no ARNs or endpoint URLs; these only complete the services' settings.
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let config =

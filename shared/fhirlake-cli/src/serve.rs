@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use fhirlake_api::{router, AppState, RequestAuthenticator};
 use fhirlake_core::{Backends, ServiceConfig, Services};
-use fhirlake_ports::{RandomIds, SystemClock};
 
 use crate::aws_args::AwsArgs;
 use crate::credentials;
@@ -54,13 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backends = match args.backend {
         Backend::Embedded => {
             let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
-            Backends {
-                table: embedded.items,
-                objects: embedded.objects,
-                keys: embedded.keys,
-                clock: Arc::new(SystemClock),
-                ids: Arc::new(RandomIds),
-            }
+            Backends::with_system_clock(embedded.items, embedded.objects, embedded.keys)
         }
         Backend::Aws => {
             let settings = args.aws.settings();
@@ -70,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e} (run `fhirlake aws init` to create the table, bucket and key)"))?;
             let aws = fhirlake_aws::AwsBackend::new(&clients, &settings);
-            Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) }
+            Backends::with_system_clock(aws.items, aws.objects, aws.keys)
         }
     };
     let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();

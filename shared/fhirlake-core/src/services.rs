@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fhirlake_ports::{Clock, IdSource, ItemTable, KeyService, ObjectStore};
+use fhirlake_ports::{Clock, IdSource, ItemTable, KeyService, ObjectStore, RandomIds, SystemClock};
 
 use crate::datastores::DatastoreService;
 use crate::resources::ResourceService;
@@ -21,6 +21,14 @@ pub struct Backends {
     pub clock: Arc<dyn Clock>,
     /// Identifiers.
     pub ids: Arc<dyn IdSource>,
+}
+
+impl Backends {
+    /// The given storage adapters with the system clock and random ids, as every entrypoint
+    /// (`fhirlake serve`, the Lambda functions) runs them.
+    pub fn with_system_clock(table: Arc<dyn ItemTable>, objects: Arc<dyn ObjectStore>, keys: Arc<dyn KeyService>) -> Self {
+        Backends { table, objects, keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) }
+    }
 }
 
 /// Every service, built once at start-up and shared by all requests.

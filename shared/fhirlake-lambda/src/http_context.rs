@@ -20,7 +20,6 @@ use fhirlake_api::{plane_error, router, AppState, CredentialRefresh, GatewayPrin
 use fhirlake_auth::CredentialStore;
 use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials};
 use fhirlake_core::{Backends, ServiceConfig, Services};
-use fhirlake_ports::{RandomIds, SystemClock};
 use http::StatusCode;
 use tower::ServiceExt;
 
@@ -95,13 +94,7 @@ impl HttpContext {
     /// [`LambdaError::AccessKeys`] when the secret cannot be read.
     pub async fn from_settings(settings: &HttpSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
         let backend = AwsBackend::new(&AwsClients::from_sdk_config(sdk), &settings.aws);
-        let backends = Backends {
-            table: backend.items,
-            objects: backend.objects,
-            keys: backend.keys,
-            clock: Arc::new(SystemClock),
-            ids: Arc::new(RandomIds),
-        };
+        let backends = Backends::with_system_clock(backend.items, backend.objects, backend.keys);
         let authentication = match settings.auth_mode {
             AuthMode::Iam => Authentication::Iam,
             AuthMode::HealthLake => {
