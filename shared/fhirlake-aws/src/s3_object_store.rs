@@ -13,7 +13,8 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use fhirlake_ports::{
-    check_part_number, ObjectList, ObjectMeta, ObjectStore, StorageError, StorageErrorKind, StorageResult, Upload, UploadedPart,
+    check_part_number, check_part_order, ObjectList, ObjectMeta, ObjectStore, StorageError, StorageErrorKind, StorageResult, Upload,
+    UploadedPart,
 };
 
 use crate::error::{sdk_error, service_code};
@@ -247,12 +248,7 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn complete_upload(&self, upload: &Upload, parts: &[UploadedPart]) -> StorageResult<()> {
-        if parts.is_empty() {
-            return Err(StorageError::invalid("a multipart upload needs at least one part"));
-        }
-        if parts.windows(2).any(|pair| pair[1].number <= pair[0].number) {
-            return Err(StorageError::invalid("parts must be listed in strictly ascending order"));
-        }
+        check_part_order(parts)?;
         let completed = parts
             .iter()
             .map(|part| CompletedPart::builder().part_number(i32::try_from(part.number).unwrap_or(i32::MAX)).e_tag(&part.etag).build())

@@ -27,6 +27,6 @@ pub use error::{StorageError, StorageErrorKind, StorageResult};
 pub use item_table::{AttrValue, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
 pub use key_service::{DataKey, KeyService};
 pub use object_store::{
-    check_part_list, check_part_number, ObjectList, ObjectMeta, ObjectStore, ObjectWriter, Upload, UploadedPart, MAX_PART_NUMBER,
-    MIN_PART_BYTES,
+    check_part_list, check_part_number, check_part_order, ObjectList, ObjectMeta, ObjectStore, ObjectWriter, Upload, UploadedPart,
+    MAX_PART_NUMBER, MIN_PART_BYTES,
 };

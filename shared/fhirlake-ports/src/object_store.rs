@@ -99,18 +99,26 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn abort_upload(&self, upload: &Upload) -> StorageResult<()>;
 }
 
-/// Checks the part list of [`ObjectStore::complete_upload`] against the uploaded parts'
-/// sizes: what every adapter without a server-side check (memory, local files) enforces.
-///
-/// `uploaded` maps part numbers to (etag, size).
-pub fn check_part_list(parts: &[UploadedPart], uploaded: &std::collections::BTreeMap<u32, (String, usize)>) -> StorageResult<()> {
+/// Checks what every adapter must refuse in the part list of [`ObjectStore::complete_upload`]
+/// before asking its store: an empty list, or numbers not in strictly ascending order.
+pub fn check_part_order(parts: &[UploadedPart]) -> StorageResult<()> {
     if parts.is_empty() {
         return Err(crate::StorageError::invalid("a multipart upload needs at least one part"));
     }
+    if parts.windows(2).any(|pair| pair[1].number <= pair[0].number) {
+        return Err(crate::StorageError::invalid("parts must be listed in strictly ascending order"));
+    }
+    Ok(())
+}
+
+/// Checks the part list of [`ObjectStore::complete_upload`] against the uploaded parts'
+/// sizes: what every adapter without a server-side check (memory, local files) enforces, on
+/// top of [`check_part_order`].
+///
+/// `uploaded` maps part numbers to (etag, size).
+pub fn check_part_list(parts: &[UploadedPart], uploaded: &std::collections::BTreeMap<u32, (String, usize)>) -> StorageResult<()> {
+    check_part_order(parts)?;
     for (index, part) in parts.iter().enumerate() {
-        if index > 0 && part.number <= parts[index - 1].number {
-            return Err(crate::StorageError::invalid("parts must be listed in strictly ascending order"));
-        }
         match uploaded.get(&part.number) {
             Some((etag, size)) if *etag == part.etag => {
                 if index + 1 < parts.len() && *size < MIN_PART_BYTES {
