@@ -14,15 +14,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
-use fhirlake_core::datastores::CreateFhirDatastoreRequest;
+use chrono::Duration;
 use fhirlake_core::resources::{Method, StoredVersion};
-use fhirlake_core::{Backends, ServiceConfig, Services};
-use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
-use fhirlake_ports::{Item, ItemTable, Query, RandomIds};
+use fhirlake_ports::memory::MemoryObjectStore;
+use fhirlake_ports::{Item, ItemTable, Query};
 use fhirlake_projection::{encode_parquet, project_version, schema_for, DynamoDbEvent, ProjectionRow, Projector};
 use serde_json::{json, Value};
-use support::image;
+use support::{fixture, image, t0, Fixture};
 
 const FAMILIES: [&str; 8] = ["Smith", "Müller", "García", "Nguyễn", "O'Brien", "Kowalski", "Søndergaard", "Chalmers"];
 const GIVEN: [&str; 6] = ["Anna", "Peter", "José", "Zoë", "Li", "Amélie"];
@@ -60,10 +58,6 @@ fn observation(i: usize) -> Value {
         "performer": [{"reference": "Practitioner/pr-1"}],
         "valueQuantity": {"value": 40.0 + (i % 800) as f64 / 10.0, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
     })
-}
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_714_564_800, 0).unwrap_or_default()
 }
 
 /// CPU time of the calling thread, in nanoseconds (Linux).
@@ -142,20 +136,7 @@ fn bench_type(resource_type: &str, bodies: &[Bytes]) {
 }
 
 async fn bench_batches(n: usize) {
-    let table = Arc::new(MemoryItemTable::new());
-    let clock = Arc::new(FixedClock::new(t0()));
-    let backends = Backends {
-        table: table.clone(),
-        objects: Arc::new(MemoryObjectStore::new()),
-        keys: Arc::new(MemoryKeyService::new()),
-        clock: clock.clone(),
-        ids: Arc::new(RandomIds),
-    };
-    let config =
-        ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() };
-    let services = Services::new(config, backends);
-    let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("datastore");
-    let ds = services.datastores.active(&created.datastore_id).await.expect("active");
+    let Fixture { services, table, clock, ds, .. } = fixture().await;
     let mut keys = Vec::with_capacity(2 * n);
     for i in 0..n {
         services.resources.update(&ds, "Patient", &format!("p{i}"), patient(i), None).await.expect("put patient");

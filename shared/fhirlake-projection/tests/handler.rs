@@ -9,55 +9,23 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use fhirlake_core::datastores::{ActiveDatastore, CreateFhirDatastoreRequest, DatastoreIdRequest};
-use fhirlake_core::{layout, Backends, ServiceConfig, Services};
-use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
+use chrono::{Duration, NaiveDate};
+use fhirlake_core::datastores::DatastoreIdRequest;
+use fhirlake_core::{layout, Backends, Services};
+use fhirlake_ports::memory::MemoryObjectStore;
 use fhirlake_ports::{
-    AttrValue, DataKey, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, RandomIds, StorageError, StorageErrorKind,
+    AttrValue, DataKey, Item, ItemTable, Key, KeyService, ObjectList, ObjectMeta, ObjectStore, StorageError, StorageErrorKind,
     StorageResult, Upload, UploadedPart,
 };
 use fhirlake_projection::{batch_id, projection_key, DynamoDbEvent, IgnoreReason, Projector, SkipReason, PROJECTIONS_PREFIX};
 use serde_json::{json, Value};
-use support::{image, keys, some, ProjectionFile};
+use support::{config, fixture, image, keys, some, Fixture, ProjectionFile};
 use zeroize::Zeroizing;
 
 const BATCH: &str = include_str!("../../../events/stream-projector/batch.json");
 const LARGE_BODY: &str = include_str!("../../../events/stream-projector/large-body.json");
 /// The datastore id the fixtures are written with.
 const FIXTURE_DATASTORE: &str = "7ad17b6c9d48056865a8800b86cc2797";
-
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_714_564_800, 0).expect("2024-05-01T12:00:00Z")
-}
-
-struct Fixture {
-    services: Services,
-    backends: Backends,
-    table: Arc<MemoryItemTable>,
-    clock: Arc<FixedClock>,
-    ds: ActiveDatastore,
-}
-
-async fn fixture() -> Fixture {
-    let table = Arc::new(MemoryItemTable::new());
-    let clock = Arc::new(FixedClock::new(t0()));
-    let backends = Backends {
-        table: table.clone(),
-        objects: Arc::new(MemoryObjectStore::new()),
-        keys: Arc::new(MemoryKeyService::new()),
-        clock: clock.clone(),
-        ids: Arc::new(RandomIds),
-    };
-    let services = Services::new(config(), backends.clone());
-    let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create datastore");
-    let ds = services.datastores.active(&created.datastore_id).await.expect("datastore active");
-    Fixture { services, backends, table, clock, ds }
-}
-
-fn config() -> ServiceConfig {
-    ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() }
-}
 
 fn patient() -> Value {
     json!({

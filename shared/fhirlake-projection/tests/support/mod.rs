@@ -6,8 +6,14 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
+use std::sync::Arc;
+
 use bytes::Bytes;
-use fhirlake_ports::{AttrValue, Item, ObjectStore};
+use chrono::{DateTime, Utc};
+use fhirlake_core::datastores::{ActiveDatastore, CreateFhirDatastoreRequest};
+use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
+use fhirlake_ports::{AttrValue, Item, ObjectStore, RandomIds};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
@@ -101,4 +107,40 @@ pub fn image(item: &Item) -> Value {
         image.insert(name.clone(), value);
     }
     Value::Object(image)
+}
+
+/// 2024-05-01T12:00:00Z, the fixtures' clock start.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_714_564_800, 0).expect("2024-05-01T12:00:00Z")
+}
+
+/// Services over the memory adapters with a fixed clock, and one active datastore.
+pub struct Fixture {
+    pub services: Services,
+    pub backends: Backends,
+    pub table: Arc<MemoryItemTable>,
+    pub clock: Arc<FixedClock>,
+    pub ds: ActiveDatastore,
+}
+
+/// A fresh [`Fixture`].
+pub async fn fixture() -> Fixture {
+    let table = Arc::new(MemoryItemTable::new());
+    let clock = Arc::new(FixedClock::new(t0()));
+    let backends = Backends {
+        table: table.clone(),
+        objects: Arc::new(MemoryObjectStore::new()),
+        keys: Arc::new(MemoryKeyService::new()),
+        clock: clock.clone(),
+        ids: Arc::new(RandomIds),
+    };
+    let services = Services::new(config(), backends.clone());
+    let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create datastore");
+    let ds = services.datastores.active(&created.datastore_id).await.expect("datastore active");
+    Fixture { services, backends, table, clock, ds }
+}
+
+/// The services' settings in the fixtures.
+pub fn config() -> ServiceConfig {
+    ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() }
 }
