@@ -10,4 +10,5 @@ mod codegen;
 pub mod fhirpath;
 pub mod patch;
 pub mod registry;
+pub mod search;
 pub mod validate;

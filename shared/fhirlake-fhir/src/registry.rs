@@ -184,6 +184,13 @@ pub struct SearchParamDef {
     pub components: &'static [SearchParamComponent],
 }
 
+/// Two definitions are the same parameter when their canonical urls are equal.
+impl PartialEq for SearchParamDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
 impl SearchParamDef {
     /// The expression that extracts this parameter's values from a resource of `resource_type`:
     /// for a parameter shared by several types (`clinical-patient`), only the union members for

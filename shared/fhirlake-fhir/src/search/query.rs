@@ -1,0 +1,1 @@
+//! Parsing a search's query parameters into a [`super::SearchRequest`].

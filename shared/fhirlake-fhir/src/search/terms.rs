@@ -1,0 +1,1 @@
+//! terms (in progress).
