@@ -6,6 +6,7 @@ mod config;
 mod crypto;
 pub mod datastores;
 mod error;
+mod index;
 pub mod layout;
 pub mod resources;
 mod services;
