@@ -203,9 +203,11 @@ pub struct ResultParams {
     pub summary: Option<SummaryMode>,
     /// `_elements`: top-level element names.
     pub elements: Vec<String>,
-    /// `_contained` / `_containedType` are not supported and rejected by the parser.
+    // `_contained` / `_containedType` are not supported and rejected by the parser.
     /// The opaque cursor of a next/previous link (`_cursor`), as sent.
     pub cursor: Option<String>,
+    /// `_type` of a system search: the resource types searched (empty: all types).
+    pub types: Vec<String>,
 }
 
 /// One `_sort` key.
