@@ -87,7 +87,8 @@ pub enum Modifier {
     Exact,
     /// `:contains` (string, uri): anywhere in the value, case and accent insensitive.
     Contains,
-    /// `:text` (token, reference): the display text, as a string search.
+    /// `:text` (token): the display text, as a string search (R4 defines no `:text` on
+    /// references; the parser refuses it there).
     Text,
     /// `:not` (token): no value matches.
     Not,

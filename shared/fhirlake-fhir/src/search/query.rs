@@ -89,6 +89,22 @@ pub enum SearchError {
     Unsupported(String),
 }
 
+impl Handling {
+    /// The handling a `Prefer` header asks for (search.html#errors): `handling=strict` or
+    /// `handling=lenient` among its comma- or semicolon-separated preferences (names and
+    /// values compared case-insensitively, RFC 7240); lenient when absent or unrecognised.
+    pub fn from_prefer(header: &str) -> Handling {
+        let strict = header.split([',', ';']).filter_map(|pref| pref.split_once('=')).any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("handling") && value.trim().trim_matches('"').eq_ignore_ascii_case("strict")
+        });
+        if strict {
+            Handling::Strict
+        } else {
+            Handling::Lenient
+        }
+    }
+}
+
 impl SearchError {
     /// The OperationOutcome issue code: `not-supported` for things R4 defines that fhirlake
     /// does not do, `invalid` otherwise.

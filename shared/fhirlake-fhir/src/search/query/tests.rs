@@ -412,6 +412,53 @@ fn missing_applies_to_every_type_and_takes_true_or_false() {
     }
 }
 
+/// search.html#modifiers, R4: which modifier each parameter type takes.
+#[test]
+fn modifier_matrix() {
+    let params = [
+        ("number", "RiskAssessment", "probability", "0.5"),
+        ("date", "Patient", "birthdate", "2020"),
+        ("string", "Patient", "name", "x"),
+        ("token", "Patient", "identifier", "a|b"),
+        ("reference", "Observation", "subject", "x"),
+        ("quantity", "Observation", "value-quantity", "5"),
+        ("uri", "ValueSet", "url", "http://x"),
+        ("composite", "Observation", "code-value-quantity", "a$5"),
+    ];
+    let allowed: [(&str, &[&str]); 13] = [
+        ("missing", &["number", "date", "string", "token", "reference", "quantity", "uri", "composite"]),
+        ("exact", &["string"]),
+        ("contains", &["string", "uri"]),
+        ("text", &["token"]),
+        ("not", &["token"]),
+        ("above", &["token", "uri"]),
+        ("below", &["token", "uri"]),
+        ("in", &["token"]),
+        ("not-in", &["token"]),
+        ("of-type", &["token"]),
+        ("identifier", &["reference"]),
+        ("Patient", &["reference"]),
+        ("ofType", &[]),
+    ];
+    for (kind, t, code, v) in params {
+        for (modifier, kinds) in allowed {
+            let v = match modifier {
+                "missing" => "true",
+                "of-type" => "a|b|c",
+                _ => v,
+            };
+            let r = parse(Some(t), &pairs(&[(&format!("{code}:{modifier}"), v)]), Handling::Strict);
+            match r {
+                Ok(_) => assert!(kinds.contains(&kind), "{kind} accepted :{modifier}"),
+                Err(SearchError::UnsupportedModifier { .. }) => assert!(!kinds.contains(&kind), "{kind} refused :{modifier}"),
+                Err(e) => panic!("{kind} :{modifier}: {e}"),
+            }
+        }
+    }
+    let c = one("Observation", "subject:Patient.birthdate:missing", "true");
+    assert_eq!((c.path.len(), c.modifier, c.values), (1, Modifier::Missing, vec![QueryValue::Missing(true)]));
+}
+
 // ---- escaping and empty values -------------------------------------------------------------
 
 #[test]
@@ -715,6 +762,17 @@ fn strict_and_lenient() {
     assert!(matches!(e, Err(SearchError::InvalidValue { .. })));
     // Parameters of another type are unknown.
     soft_err("Patient", "code", "x");
+}
+
+#[test]
+fn handling_from_the_prefer_header() {
+    assert_eq!(Handling::from_prefer("handling=strict"), Handling::Strict);
+    assert_eq!(Handling::from_prefer("return=representation, handling=strict"), Handling::Strict);
+    assert_eq!(Handling::from_prefer("respond-async; Handling = \"STRICT\""), Handling::Strict);
+    assert_eq!(Handling::from_prefer("handling=lenient"), Handling::Lenient);
+    assert_eq!(Handling::from_prefer("handling=bogus"), Handling::Lenient);
+    assert_eq!(Handling::from_prefer(""), Handling::Lenient);
+    assert_eq!(Handling::from_prefer("strict"), Handling::Lenient);
 }
 
 #[test]
