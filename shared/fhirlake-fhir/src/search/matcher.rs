@@ -14,7 +14,7 @@
 //! them. A modifier a type does not define (`:exact` on a date) never matches.
 //!
 //! The one rule that depends on the clock is `ap` on dates ("10% of the gap between now and
-//! the date"): [`matches`] reads the clock for it, [`matches_at`] takes `now`.
+//! the date"): [`matches()`] reads the clock for it, [`matches_at`] takes `now`.
 //!
 //! [`values::extract`]: super::values::extract
 //! [`query`]: super::query
@@ -38,7 +38,7 @@ pub fn matches(criterion: &Criterion, values: &[SearchValue]) -> bool {
     matches_at(criterion, values, now())
 }
 
-/// [`matches`], with the current instant (microseconds since the Unix epoch, as in
+/// [`matches()`], with the current instant (microseconds since the Unix epoch, as in
 /// [`DateRange`](super::DateRange)) given rather than read from the clock.
 pub fn matches_at(criterion: &Criterion, values: &[SearchValue], now: i64) -> bool {
     match criterion.modifier {

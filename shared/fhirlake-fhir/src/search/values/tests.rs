@@ -113,6 +113,49 @@ fn every_registry_expression_parses() {
 }
 
 #[test]
+fn every_parameter_of_every_type_extracts_without_failing() {
+    let mut unexpected = Vec::new();
+    for &resource_type in registry::resource_types() {
+        let resource = json!({"resourceType": resource_type, "id": "x1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}, "text": {"div": "<div>t</div>"}});
+        for param in registry::search_params(resource_type) {
+            let found = extract(resource_type, param, &resource);
+            let expected = match param.code {
+                "_id" => vec![token(None, "x1")],
+                "_lastUpdated" => vec![date("2024-01-01T00:00:00Z")],
+                "_text" => vec![string("t")],
+                "_content" => vec![string("x1"), string("2024-01-01T00:00:00Z"), string("t")],
+                _ => vec![],
+            };
+            if found != expected {
+                unexpected.push(format!("{resource_type} {}: {found:?}", param.code));
+            }
+        }
+    }
+    // `Patient.deceased.exists() and Patient.deceased != false` is false without a deceased[x].
+    assert_eq!(unexpected, [format!("Patient deceased: {:?}", [token(None, "false")])]);
+}
+
+#[test]
+fn a_parameter_of_another_type_is_evaluated_uncached() {
+    let code = param("Observation", "code");
+    assert!(extract("Patient", code, &patient()).is_empty());
+    assert_eq!(extract("Unknown", param("Patient", "gender"), &patient()), [token(None, "male")]);
+}
+
+#[test]
+fn contact_points_and_identifiers_are_told_apart() {
+    let mut out = Vec::new();
+    values_of(SearchParamType::Token, &json!({"system": "email", "value": "a@b.c"}), &mut out);
+    values_of(SearchParamType::Token, &json!({"system": "urn:ietf:rfc:3986", "value": "urn:oid:1"}), &mut out);
+    values_of(SearchParamType::Token, &json!({"value": "555", "rank": 2}), &mut out);
+    values_of(SearchParamType::Token, &json!({"system": "phone", "value": "1", "type": {"text": "odd"}}), &mut out);
+    assert_eq!(
+        out,
+        [token(None, "a@b.c"), token(Some("urn:ietf:rfc:3986"), "urn:oid:1"), token(None, "555"), token(Some("phone"), "1"), text("odd")]
+    );
+}
+
+#[test]
 fn patient_tokens() {
     let p = patient();
     assert_eq!(values(&p, "gender"), [token(None, "male")]);

@@ -1,6 +1,8 @@
 //! Token values: codes and other primitives, Codings, CodeableConcepts, Identifiers and
 //! ContactPoints (R4 search.html#token, the table of datatypes a token matches).
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 use super::str_member;
@@ -87,5 +89,7 @@ fn is_contact_point(object: &Map<String, Value>) -> bool {
         return true;
     }
     let Some(system) = str_member(object, "system") else { return false };
-    registry::element_by_path("ContactPoint.system").and_then(|e| e.binding).is_some_and(|b| b.codes.binary_search(&system).is_ok())
+    static CODES: OnceLock<&'static [&'static str]> = OnceLock::new();
+    let codes = CODES.get_or_init(|| registry::element_by_path("ContactPoint.system").and_then(|e| e.binding).map_or(&[], |b| b.codes));
+    codes.binary_search(&system).is_ok()
 }
