@@ -9,6 +9,7 @@ mod error;
 mod index;
 pub mod layout;
 pub mod resources;
+pub mod search;
 mod services;
 
 pub use config::ServiceConfig;

@@ -553,6 +553,11 @@ impl ResourceService {
         }
     }
 
+    /// The datastore's blind-index key (for searches).
+    pub(crate) async fn index_key(&self, ds: &ActiveDatastore) -> CoreResult<crate::crypto::IndexKey> {
+        self.cipher.index_key(ds).await
+    }
+
     /// Opens a resource version item read from the table by any means (a query, a batch get, a
     /// change-stream image): checks that its key names a version of a resource of `ds`, then
     /// decodes its attributes and opens its sealed body (inline, or from the object store). This

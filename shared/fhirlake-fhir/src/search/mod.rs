@@ -17,6 +17,7 @@ pub mod date_range;
 pub mod decimal;
 pub mod matcher;
 pub mod query;
+pub mod shape;
 pub mod terms;
 pub mod values;
 
