@@ -108,6 +108,11 @@ impl SearchService {
             return Ok(SearchPage { total: Some(0), ..SearchPage::default() });
         };
         filters.extend(resolved);
+        if count == 0 {
+            // `_count=0` and `_summary=count`: the number of matches only.
+            let total = self.all_matches(ds, resource_type, &filters).await?.len() as u64;
+            return Ok(SearchPage { total: Some(total), ..SearchPage::default() });
+        }
         let mut page = if request.result.sort.is_empty() {
             self.page_by_id(ds, resource_type, &filters, count, request.result.cursor.as_deref()).await?
         } else {
