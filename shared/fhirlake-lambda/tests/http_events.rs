@@ -74,8 +74,13 @@ async fn search_bundle_and_metadata() {
     let search = invoke(&context, &Event::load("fhir-api/search-patient.json").with_datastore(&datastore).signed()).await;
     assert_eq!(search.status, 200);
     let bundle = search.json();
-    assert_eq!((bundle["resourceType"].as_str(), bundle["type"].as_str(), bundle["total"].as_u64()), (Some("Bundle"), Some("searchset"), Some(0)));
-    assert!(bundle["link"][0]["url"].as_str().is_some_and(|u| u.starts_with(&format!("https://{DOMAIN}/datastore/{datastore}/r4/Patient"))));
+    assert_eq!(
+        (bundle["resourceType"].as_str(), bundle["type"].as_str(), bundle["total"].as_u64()),
+        (Some("Bundle"), Some("searchset"), Some(0))
+    );
+    assert!(bundle["link"][0]["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with(&format!("https://{DOMAIN}/datastore/{datastore}/r4/Patient"))));
     let transaction = invoke(&context, &Event::load("fhir-api/transaction-bundle.json").with_datastore(&datastore).signed()).await;
     assert_eq!(transaction.status, 501);
     let outcome = transaction.json();
