@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::crypto::IndexKey;
 use crate::datastores::ActiveDatastore;
-use crate::index::EntryRef;
+use crate::index::{self, EntryRef};
 use crate::layout;
 use crate::resources::{ResourceService, StoredVersion};
 use crate::{Backends, CoreError, CoreResult};
@@ -447,7 +447,7 @@ impl SearchService {
             let next = layout::version_key(&ds.id, resource_type, &e.id, e.version + 1);
             let this = layout::version_key(&ds.id, resource_type, &e.id, e.version);
             let Some(item) = items.get(&this) else { continue };
-            if items.contains_key(&next) || item.get_str("wt") != Some(e.token.as_str()) || seen.contains(&e.id) {
+            if items.contains_key(&next) || !index::stored_by(item, &e.token) || seen.contains(&e.id) {
                 continue;
             }
             let version = self.resources.open_version_item(ds, item).await?;
@@ -595,33 +595,17 @@ fn lookup_rank(lookup: &Lookup) -> (u8, usize) {
 
 /// Whether a current version satisfies every filter (the complete driver excepted).
 fn verify(resource_type: &str, version: &StoredVersion, filters: &[Filter], skip: Option<usize>, now: i64) -> CoreResult<bool> {
-    let mut body = None;
-    for (i, filter) in filters.iter().enumerate() {
-        if Some(i) == skip {
-            continue;
-        }
-        let ok = match filter {
-            Filter::Ids(ids) => ids.contains(&version.id),
-            Filter::Criterion(c) => {
-                let body = match &body {
-                    Some(b) => b,
-                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
-                };
-                matcher::matches_at(c, &values::extract(resource_type, c.param, body), now)
-            }
-            Filter::AnyOf(criteria) => {
-                let body = match &body {
-                    Some(b) => b,
-                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
-                };
-                criteria.iter().any(|c| matcher::matches_at(c, &values::extract(resource_type, c.param, body), now))
-            }
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let checked = || filters.iter().enumerate().filter(|(i, _)| Some(*i) != skip).map(|(_, f)| f);
+    let body = match checked().any(|f| !matches!(f, Filter::Ids(_))) {
+        true => parse_body(version)?.unwrap_or(Value::Null),
+        false => Value::Null,
+    };
+    let holds = |c: &Criterion| matcher::matches_at(c, &values::extract(resource_type, c.param, &body), now);
+    Ok(checked().all(|filter| match filter {
+        Filter::Ids(ids) => ids.contains(&version.id),
+        Filter::Criterion(c) => holds(c),
+        Filter::AnyOf(criteria) => criteria.iter().any(holds),
+    }))
 }
 
 fn parse_body(version: &StoredVersion) -> CoreResult<Option<Value>> {
