@@ -32,6 +32,8 @@ use crate::{Backends, CoreError, CoreResult};
 
 /// Entries read from one index partition per query.
 const ENTRY_PAGE: usize = 200;
+/// Entries read from an ordered partition per query when a range is collected.
+const RANGE_PAGE: usize = 1000;
 /// Most resources an `_include:iterate` / `_revinclude:iterate` adds to one page.
 const MAX_INCLUDED: usize = 5000;
 /// Most rounds of `:iterate`.
@@ -341,22 +343,8 @@ impl SearchService {
                 Lookup::Ranges { param, ranges } => {
                     complete = false;
                     has_ranges = true;
-                    for range in ranges {
-                        let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
-                        let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
-                        let sk_range = match (&range.from, &range.to) {
-                            (None, None) => SkRange::All,
-                            (Some(f), None) => SkRange::AtLeast(f.clone()),
-                            (None, Some(t)) => SkRange::AtMost(format!("{t}#~")),
-                            (Some(f), Some(t)) => SkRange::Between(f.clone(), format!("{t}#~")),
-                        };
-                        for item in self.read_partition(Query::partition(pk, ENTRY_PAGE).range(sk_range)).await? {
-                            if let Some(entry) = EntryRef::from_item(&item) {
-                                if after.is_none_or(|a| entry.id.as_str() > a) {
-                                    collected.entry(entry.id.clone()).or_default().push(entry);
-                                }
-                            }
-                        }
+                    for (id, entries) in self.range_entries(ds, index_key, resource_type, param, &ranges, after).await? {
+                        collected.entry(id).or_default().extend(entries);
                     }
                 }
                 Lookup::Scan => return Ok((self.listing(ds, resource_type, after), None)),
@@ -366,10 +354,52 @@ impl SearchService {
             if !pks.is_empty() {
                 return Ok((self.listing(ds, resource_type, after), None));
             }
+            // Other range filters narrow the collected candidates before any version is read
+            // (`date=ge…&date=lt…`): their entries are supersets of their matches too.
+            for (j, lookup) in lookups.iter().enumerate() {
+                if j == chosen || collected.is_empty() {
+                    continue;
+                }
+                if let Some([Lookup::Ranges { param, ranges }]) = lookup.as_deref() {
+                    let other = self.range_entries(ds, index_key, resource_type, param, ranges, after).await?;
+                    collected.retain(|id, _| other.contains_key(id));
+                }
+            }
             let entries = collected.into_values().flatten().collect();
             return Ok((Driver::Collected(entries), None));
         }
         Ok((Driver::Stream(MergedEntries::new(pks, after)), complete.then_some(chosen)))
+    }
+
+    /// The entries of a parameter's ordered partitions in `ranges`, by id (ids after `after`).
+    async fn range_entries(
+        &self,
+        ds: &ActiveDatastore,
+        index_key: &IndexKey,
+        resource_type: &str,
+        param: &str,
+        ranges: &[terms::KeyRange],
+        after: Option<&str>,
+    ) -> CoreResult<BTreeMap<String, Vec<EntryRef>>> {
+        let mut collected: BTreeMap<String, Vec<EntryRef>> = BTreeMap::new();
+        for range in ranges {
+            let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
+            let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
+            let sk_range = match (&range.from, &range.to) {
+                (None, None) => SkRange::All,
+                (Some(f), None) => SkRange::AtLeast(f.clone()),
+                (None, Some(t)) => SkRange::AtMost(format!("{t}#~")),
+                (Some(f), Some(t)) => SkRange::Between(f.clone(), format!("{t}#~")),
+            };
+            for item in self.read_partition(Query::partition(pk, RANGE_PAGE).range(sk_range)).await? {
+                if let Some(entry) = EntryRef::from_item(&item) {
+                    if after.is_none_or(|a| entry.id.as_str() > a) {
+                        collected.entry(entry.id.clone()).or_default().push(entry);
+                    }
+                }
+            }
+        }
+        Ok(collected)
     }
 
     fn listing(&self, ds: &ActiveDatastore, resource_type: &str, after: Option<&str>) -> Driver {
