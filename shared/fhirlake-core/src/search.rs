@@ -130,8 +130,20 @@ impl SearchService {
     /// Every resource matching the criteria (no paging), for chains, `_has`, conditional
     /// operations and sorting.
     pub async fn find_all(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Vec<StoredVersion>> {
+        self.find_up_to(ds, resource_type, criteria, usize::MAX).await
+    }
+
+    /// The first `limit` matches in id order (conditional interactions ask for two: enough to
+    /// tell none, one and several apart).
+    pub async fn find_up_to(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        criteria: &[Criterion],
+        limit: usize,
+    ) -> CoreResult<Vec<StoredVersion>> {
         let Some(filters) = self.resolve(ds, resource_type, criteria).await? else { return Ok(Vec::new()) };
-        self.all_matches(ds, resource_type, &filters).await
+        self.matches(ds, resource_type, &filters, limit).await
     }
 
     /// Turns criteria into filters, resolving chains and `_has`; `None` when some chain
@@ -269,18 +281,26 @@ impl SearchService {
 
     /// Every match, in id order.
     async fn all_matches(&self, ds: &ActiveDatastore, resource_type: &str, filters: &[Filter]) -> CoreResult<Vec<StoredVersion>> {
+        self.matches(ds, resource_type, filters, usize::MAX).await
+    }
+
+    /// The first `limit` matches, in id order.
+    async fn matches(&self, ds: &ActiveDatastore, resource_type: &str, filters: &[Filter], limit: usize) -> CoreResult<Vec<StoredVersion>> {
         let index_key = self.resources.index_key(ds).await?;
         let (mut driver, driver_index) = self.driver(ds, &index_key, resource_type, filters, None).await?;
         let now = self.backends.clock.now().timestamp_micros();
         let mut matches = Vec::new();
         loop {
-            let batch = self.next_candidates(ds, resource_type, &mut driver, 256).await?;
+            let batch = self.next_candidates(ds, resource_type, &mut driver, 256.min(limit)).await?;
             if batch.is_empty() {
                 return Ok(matches);
             }
             for version in batch {
                 if verify(resource_type, &version, filters, driver_index, now)? {
                     matches.push(version);
+                    if matches.len() >= limit {
+                        return Ok(matches);
+                    }
                 }
             }
         }

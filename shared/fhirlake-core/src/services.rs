@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use fhirlake_ports::{Clock, IdSource, ItemTable, KeyService, ObjectStore, RandomIds, SystemClock};
 
+use crate::conditional::ConditionalWrites;
 use crate::datastores::DatastoreService;
 use crate::resources::ResourceService;
 use crate::search::SearchService;
@@ -43,6 +44,8 @@ pub struct Services {
     pub resources: ResourceService,
     /// FHIR search.
     pub search: SearchService,
+    /// Conditional create, update, delete and patch.
+    pub conditional: ConditionalWrites,
     clock: Arc<dyn Clock>,
 }
 
@@ -54,7 +57,8 @@ impl Services {
         let clock = backends.clock.clone();
         let resources = ResourceService::new(backends.clone());
         let search = SearchService::new(backends, resources.clone());
-        Services { config, datastores, resources, search, clock }
+        let conditional = ConditionalWrites::new(resources.clone(), search.clone());
+        Services { config, datastores, resources, search, conditional, clock }
     }
 
     /// The clock every service uses.

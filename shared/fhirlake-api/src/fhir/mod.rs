@@ -9,12 +9,15 @@ mod search;
 
 use axum::response::Response;
 use bytes::Bytes;
+use fhirlake_core::conditional::CreateOutcome;
 use fhirlake_core::datastores::ActiveDatastore;
 use fhirlake_core::resources::{PatchDocument, StoredVersion, WriteOutcome};
 use fhirlake_core::search::Scope;
 use fhirlake_core::Services;
 use fhirlake_fhir::outcome::{operation_outcome, Issue};
 use fhirlake_fhir::registry;
+use fhirlake_fhir::search::query::{self, Handling};
+use fhirlake_fhir::search::Criterion;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
@@ -84,16 +87,18 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             Ok(representation(StatusCode::OK, &v, None))
         }
         (Method::PUT, [resource_type, id]) => update(services, ds, req, &base, resource_type, id).await,
-        (Method::PATCH, [resource_type, id]) => patch(services, ds, req, &base, resource_type, id).await,
+        (Method::PUT, [resource_type]) => conditional_update(services, ds, req, &base, resource_type).await,
+        (Method::PATCH, [resource_type]) => patch_target(services, ds, req, &base, resource_type, None).await,
+        (Method::DELETE, [resource_type]) => {
+            let criteria = conditional_criteria(resource_type, &req.query)?;
+            let deleted = services.conditional.delete(ds, resource_type, &criteria).await?;
+            Ok(no_content(deleted.as_ref()))
+        }
+        (Method::PATCH, [resource_type, id]) => patch_target(services, ds, req, &base, resource_type, Some(id)).await,
         (Method::DELETE, [resource_type, id]) => {
             let if_match = negotiation::if_match(req.headers)?;
             let deleted = services.resources.delete(ds, resource_type, id, if_match).await?;
-            let mut response = Response::new(axum::body::Body::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            Ok(match deleted {
-                Some(v) => with_version_headers(response, &v, None),
-                None => response,
-            })
+            Ok(no_content(deleted.as_ref()))
         }
         (Method::GET, [resource_type, id, "_history"]) => history::of_instance(services, ds, req, &base, resource_type, id).await,
         (Method::GET, [resource_type, id, "_history", version]) => {
@@ -126,8 +131,59 @@ async fn create(
     if let Value::Object(map) = &mut body {
         map.shift_remove("id");
     }
-    let outcome = services.resources.create(ds, resource_type, body).await?;
+    let outcome = match req.headers.get("if-none-exist") {
+        None => services.resources.create(ds, resource_type, body).await?,
+        Some(value) => {
+            let query = value.to_str().map_err(|_| FhirError::bad_request("If-None-Exist must be a query string"))?;
+            // `If-None-Exist: identifier=…`, also accepted as `Patient?identifier=…`.
+            let query = query.split_once('?').map_or(query, |(_, q)| q);
+            let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let criteria = conditional_criteria(resource_type, &params)?;
+            match services.conditional.create(ds, resource_type, body, &criteria).await? {
+                CreateOutcome::Created(outcome) => outcome,
+                CreateOutcome::Exists(existing) => WriteOutcome { version: existing, created: false },
+            }
+        }
+    };
     Ok(written(req, base, &outcome))
+}
+
+/// `PUT [type]?criteria`.
+async fn conditional_update(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    resource_type: &str,
+) -> Result<Response, FhirError> {
+    negotiation::check_content_type(req.headers, false)?;
+    let criteria = conditional_criteria(resource_type, &req.query)?;
+    let if_match = negotiation::if_match(req.headers)?;
+    let body = parse_resource(&req.body)?;
+    let outcome = services.conditional.update(ds, resource_type, &criteria, body, if_match).await?;
+    Ok(written(req, base, &outcome))
+}
+
+/// The criteria of a conditional interaction: its query parameters, parsed strictly (an
+/// unknown parameter must never widen which resource is written).
+fn conditional_criteria(resource_type: &str, params: &[(String, String)]) -> Result<Vec<Criterion>, FhirError> {
+    let params: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
+    let request = query::parse(Some(resource_type), &params, Handling::Strict)
+        .map_err(|e| FhirError::new(StatusCode::BAD_REQUEST, e.issue_code(), e.to_string()))?;
+    if request.criteria.is_empty() {
+        return Err(FhirError::bad_request("a conditional interaction needs search criteria"));
+    }
+    Ok(request.criteria)
+}
+
+/// 204, with the version headers of the deletion when one was recorded.
+fn no_content(deleted: Option<&StoredVersion>) -> Response {
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    match deleted {
+        Some(v) => with_version_headers(response, v, None),
+        None => response,
+    }
 }
 
 async fn update(
@@ -145,16 +201,21 @@ async fn update(
     Ok(written(req, base, &outcome))
 }
 
-async fn patch(
+/// `PATCH [type]/[id]`, or `PATCH [type]?criteria` when `id` is `None`.
+async fn patch_target(
     services: &Services,
     ds: &ActiveDatastore,
     req: &FhirRequest<'_>,
     base: &str,
     resource_type: &str,
-    id: &str,
+    id: Option<&str>,
 ) -> Result<Response, FhirError> {
     let kind = negotiation::check_content_type(req.headers, true)?;
     let if_match = negotiation::if_match(req.headers)?;
+    let criteria = match id {
+        None => Some(conditional_criteria(resource_type, &req.query)?),
+        Some(_) => None,
+    };
     let document = parse_json(&req.body)?;
     let document = match kind {
         RequestBody::JsonPatch => PatchDocument::Json(document),
@@ -169,7 +230,11 @@ async fn patch(
             PatchDocument::FhirPath(document)
         }
     };
-    let outcome = services.resources.patch(ds, resource_type, id, &document, if_match).await?;
+    let outcome = match (id, criteria) {
+        (Some(id), _) => services.resources.patch(ds, resource_type, id, &document, if_match).await?,
+        (None, Some(criteria)) => services.conditional.patch(ds, resource_type, &criteria, &document, if_match).await?,
+        (None, None) => return Err(FhirError::bad_request("a patch needs an id or search criteria")),
+    };
     Ok(written(req, base, &outcome))
 }
 
