@@ -11,4 +11,5 @@ pub mod fhirpath;
 pub mod patch;
 pub mod registry;
 pub mod search;
+pub mod transaction;
 pub mod validate;
