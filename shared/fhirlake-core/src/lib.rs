@@ -12,6 +12,7 @@ pub mod layout;
 pub mod resources;
 pub mod search;
 mod services;
+pub mod transaction;
 
 pub use config::ServiceConfig;
 pub use error::{CoreError, CoreResult};

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use fhirlake_fhir::{outcome::Issue, patch, registry, resource as fhir_resource, validate};
-use fhirlake_ports::{AttrValue, BatchWrite, Condition, Item, Key, Query, SkRange, StorageError};
+use fhirlake_ports::{AttrValue, BatchWrite, Condition, Item, Key, Query, SkRange, StorageError, Write, MAX_TRANSACT_ITEMS};
 use serde_json::Value;
 
 use crate::crypto::BodyCipher;
@@ -248,11 +248,7 @@ impl ResourceService {
                     }
                 },
             };
-            let patched = match document {
-                PatchDocument::Json(doc) => patch::apply_json_patch(&current, doc),
-                PatchDocument::FhirPath(doc) => patch::apply_fhirpath_patch(&current, doc),
-            }
-            .map_err(patch_error)?;
+            let patched = apply_patch(&current, document)?;
             check_valid(resource_type, &patched)?;
             Ok((Method::Patch, Some(patched)))
         })
@@ -397,7 +393,7 @@ impl ResourceService {
     }
 
     /// Reads the latest version, or `None` if the resource never existed.
-    async fn latest(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<Option<StoredVersion>> {
+    pub(crate) async fn latest(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<Option<StoredVersion>> {
         if !fhir_resource::is_valid_id(id) {
             return Ok(None);
         }
@@ -466,6 +462,24 @@ impl ResourceService {
         body: Option<Value>,
         at: DateTime<Utc>,
     ) -> Result<StoredVersion, CommitError> {
+        let prepared = self.prepare(ds, resource_type, id, previous, method, body, at).await?;
+        let mut stored = self.apply(ds, vec![prepared]).await?;
+        stored.pop().ok_or_else(|| CommitError::Core(CoreError::Internal("a commit stored nothing".into())))
+    }
+
+    /// Builds version `previous + 1`: its item (body sealed; a large body already stored as an
+    /// object), and its history and index entries. Nothing is visible until [`Self::apply`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn prepare(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        previous: Option<&StoredVersion>,
+        method: Method,
+        body: Option<Value>,
+        at: DateTime<Utc>,
+    ) -> CoreResult<PreparedVersion> {
         let version = previous.map_or(0, |p| p.version) + 1;
         let token = write_token(&self.backends.ids.hex32());
         let key = layout::version_key(&ds.id, resource_type, id, version);
@@ -495,7 +509,7 @@ impl ResourceService {
                     // A unique suffix: a writer that loses the race for this version must never
                     // overwrite the winner's body object.
                     let object_key = format!("{}-{token}", layout::body_object_key(&ds.id, resource_type, id, version));
-                    self.backends.objects.put(&object_key, Bytes::from(sealed)).await.map_err(CoreError::from)?;
+                    self.backends.objects.put(&object_key, Bytes::from(sealed)).await?;
                     item = item.with("bref", AttrValue::S(object_key.clone()));
                     body_object = Some(object_key);
                 } else {
@@ -504,19 +518,7 @@ impl ResourceService {
                 Some(json)
             }
         };
-        let entry_keys: Vec<Key> = entries.iter().map(|e| e.key.clone()).collect();
-        let written = match self.backends.table.batch_write(entries.into_iter().map(BatchWrite::Put).collect()).await {
-            Ok(()) => self.backends.table.put(item, Condition::NotExists).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            self.discard(entry_keys, body_object.as_deref()).await;
-            return Err(CommitError::Storage(e));
-        }
-        if let Some(previous) = previous {
-            self.retire_entries(ds, &index_key, previous).await;
-        }
-        Ok(StoredVersion {
+        let stored = StoredVersion {
             resource_type: resource_type.into(),
             id: id.into(),
             version,
@@ -524,16 +526,67 @@ impl ResourceService {
             method,
             body: json,
             write_token: Some(token),
-        })
+        };
+        Ok(PreparedVersion { item, entries, body_object, stored, previous: previous.cloned() })
+    }
+
+    /// Makes prepared versions visible, all or none: their entries first, then every version
+    /// item under the condition that it does not exist (one put for a single version, one
+    /// transaction for several). On failure what was written is removed again; on success the
+    /// superseded versions' index entries are retired.
+    ///
+    /// Errors: a condition failure (`ConditionFailed`, or `TransactionCanceled` naming the
+    /// versions that already exist); `Invalid` for more than [`MAX_TRANSACT_ITEMS`] versions.
+    pub(crate) async fn apply(&self, ds: &ActiveDatastore, prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
+        if prepared.len() > MAX_TRANSACT_ITEMS {
+            return Err(CommitError::Core(CoreError::Invalid(format!(
+                "a transaction writes at most {MAX_TRANSACT_ITEMS} resources for now"
+            ))));
+        }
+        let entry_keys: Vec<Key> = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
+        let body_objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
+        let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
+        let mut stored = Vec::with_capacity(prepared.len());
+        let mut superseded = Vec::new();
+        let mut items = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            items.push(p.item);
+            stored.push(p.stored);
+            superseded.extend(p.previous);
+        }
+        let written = match self.backends.table.batch_write(entries).await {
+            Ok(()) if items.len() == 1 => match items.pop() {
+                Some(item) => self.backends.table.put(item, Condition::NotExists).await,
+                None => Ok(()),
+            },
+            Ok(()) => {
+                self.backends
+                    .table
+                    .transact_write(items.into_iter().map(|item| Write::Put { item, condition: Condition::NotExists }).collect())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.discard(entry_keys, &body_objects).await;
+            return Err(CommitError::Storage(e));
+        }
+        if !superseded.is_empty() {
+            let index_key = self.cipher.index_key(ds).await?;
+            for previous in &superseded {
+                self.retire_entries(ds, &index_key, previous).await;
+            }
+        }
+        Ok(stored)
     }
 
     /// Removes what a failed write left: its entries and body object. Best effort: anything
     /// left is never visible (its version item does not exist with its token).
-    async fn discard(&self, entry_keys: Vec<Key>, body_object: Option<&str>) {
+    async fn discard(&self, entry_keys: Vec<Key>, body_objects: &[String]) {
         if let Err(error) = self.backends.table.batch_write(entry_keys.into_iter().map(BatchWrite::Delete).collect()).await {
             tracing::warn!(%error, "could not remove the entries of a failed write");
         }
-        if let Some(object_key) = body_object {
+        for object_key in body_objects {
             if let Err(error) = self.backends.objects.delete(object_key).await {
                 tracing::warn!(%error, "could not remove the body object of a failed write");
             }
@@ -596,14 +649,23 @@ impl ResourceService {
     }
 }
 
+/// A version ready to be made visible by [`ResourceService::apply`].
+pub(crate) struct PreparedVersion {
+    item: Item,
+    entries: Vec<Item>,
+    body_object: Option<String>,
+    stored: StoredVersion,
+    previous: Option<StoredVersion>,
+}
+
 /// A commit either lost its condition (retryable) or failed otherwise.
-enum CommitError {
+pub(crate) enum CommitError {
     Storage(StorageError),
     Core(CoreError),
 }
 
 impl CommitError {
-    fn is_condition_failure(&self) -> bool {
+    pub(crate) fn is_condition_failure(&self) -> bool {
         matches!(self, CommitError::Storage(e) if e.is_condition_failure())
     }
 }
@@ -623,7 +685,7 @@ impl From<CommitError> for CoreError {
     }
 }
 
-fn check_type(resource_type: &str) -> CoreResult<()> {
+pub(crate) fn check_type(resource_type: &str) -> CoreResult<()> {
     if registry::is_resource_type(resource_type) {
         Ok(())
     } else {
@@ -631,7 +693,7 @@ fn check_type(resource_type: &str) -> CoreResult<()> {
     }
 }
 
-fn check_id(id: &str) -> CoreResult<()> {
+pub(crate) fn check_id(id: &str) -> CoreResult<()> {
     if fhir_resource::is_valid_id(id) {
         Ok(())
     } else {
@@ -639,15 +701,15 @@ fn check_id(id: &str) -> CoreResult<()> {
     }
 }
 
-fn check_valid(resource_type: &str, body: &Value) -> CoreResult<()> {
+pub(crate) fn check_valid(resource_type: &str, body: &Value) -> CoreResult<()> {
     validate::validate_resource(Some(resource_type), body).map_err(CoreError::InvalidResource)
 }
 
-fn not_found(resource_type: &str, id: &str) -> CoreError {
+pub(crate) fn not_found(resource_type: &str, id: &str) -> CoreError {
     CoreError::NotFound(format!("{resource_type}/{id} is not known"))
 }
 
-fn version_mismatch(expected: u64, current: u64) -> CoreError {
+pub(crate) fn version_mismatch(expected: u64, current: u64) -> CoreError {
     CoreError::PreconditionFailed(format!("version {expected} is not the current version {current}"))
 }
 
@@ -664,12 +726,21 @@ async fn pause_before_retry(attempt: u32) {
 }
 
 /// A write token: 64 random bits as 16 hex digits, from the id source's randomness.
-fn write_token(hex32: &str) -> String {
+pub(crate) fn write_token(hex32: &str) -> String {
     hex32.chars().take(16).collect()
 }
 
 fn contention() -> CoreError {
     CoreError::Conflict("too many concurrent writers on this resource, retry".into())
+}
+
+/// The resource after the patch document is applied (not yet validated).
+pub(crate) fn apply_patch(current: &Value, document: &PatchDocument) -> CoreResult<Value> {
+    match document {
+        PatchDocument::Json(doc) => patch::apply_json_patch(current, doc),
+        PatchDocument::FhirPath(doc) => patch::apply_fhirpath_patch(current, doc),
+    }
+    .map_err(patch_error)
 }
 
 fn patch_error(e: patch::PatchError) -> CoreError {

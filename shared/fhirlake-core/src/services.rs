@@ -8,6 +8,7 @@ use crate::conditional::ConditionalWrites;
 use crate::datastores::DatastoreService;
 use crate::resources::ResourceService;
 use crate::search::SearchService;
+use crate::transaction::TransactionService;
 use crate::ServiceConfig;
 
 /// One implementation of every port: the embedded adapters locally, the AWS ones in the cloud.
@@ -46,6 +47,8 @@ pub struct Services {
     pub search: SearchService,
     /// Conditional create, update, delete and patch.
     pub conditional: ConditionalWrites,
+    /// The writes of transaction Bundles.
+    pub transactions: TransactionService,
     clock: Arc<dyn Clock>,
 }
 
@@ -56,9 +59,10 @@ impl Services {
         let datastores = DatastoreService::new(config.clone(), backends.clone());
         let clock = backends.clock.clone();
         let resources = ResourceService::new(backends.clone());
-        let search = SearchService::new(backends, resources.clone());
+        let search = SearchService::new(backends.clone(), resources.clone());
         let conditional = ConditionalWrites::new(resources.clone(), search.clone());
-        Services { config, datastores, resources, search, conditional, clock }
+        let transactions = TransactionService::new(backends, resources.clone(), search.clone());
+        Services { config, datastores, resources, search, conditional, transactions, clock }
     }
 
     /// The clock every service uses.

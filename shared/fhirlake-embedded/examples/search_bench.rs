@@ -72,7 +72,7 @@ fn patient(i: usize) -> Value {
     json!({"resourceType": "Patient", "id": format!("p{i}"),
            "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": format!("MRN{i:08}")}],
            "name": [{"family": family(i), "given": [format!("Given{}", r % 997)]}],
-           "gender": if r % 2 == 0 { "female" } else { "male" },
+           "gender": if r.is_multiple_of(2) { "female" } else { "male" },
            "birthDate": format!("{}-{:02}-{:02}", 1930 + r % 90, 1 + (r >> 8) % 12, 1 + (r >> 16) % 28),
            "address": [{"city": format!("City{}", (r >> 24) % 300), "state": "MA", "postalCode": format!("0{:04}", (r >> 32) % 10000)}]})
 }
@@ -95,7 +95,7 @@ fn observation(i: usize, j: usize) -> Value {
     // A skewed code distribution: the first codes are far more common.
     let code = CODES[((r % 1000) as f64 / 1000.0).powi(2).mul_add(CODES.len() as f64, 0.0) as usize % CODES.len()];
     let (y, m, d) = day(r >> 3);
-    let lab = r % 3 == 0;
+    let lab = r.is_multiple_of(3);
     json!({"resourceType": "Observation", "id": format!("o{i}-{j}"), "status": "final",
            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": if lab { "laboratory" } else { "vital-signs" }}]}],
            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
@@ -203,7 +203,7 @@ async fn main() {
                     let id = resource["id"].as_str().unwrap_or_default().to_string();
                     services.resources.update(&ds, &t, &id, resource, None).await.expect("write");
                 }
-                if i > 0 && i % 500 == 0 {
+                if i > 0 && i.is_multiple_of(500) {
                     eprintln!("  loaded {} patients", i);
                 }
             }

@@ -82,9 +82,10 @@ async fn search_bundle_and_metadata() {
         .as_str()
         .is_some_and(|u| u.starts_with(&format!("https://{DOMAIN}/datastore/{datastore}/r4/Patient"))));
     let transaction = invoke(&context, &Event::load("fhir-api/transaction-bundle.json").with_datastore(&datastore).signed()).await;
-    assert_eq!(transaction.status, 501);
-    let outcome = transaction.json();
-    assert_eq!((outcome["resourceType"].as_str(), outcome["issue"][0]["code"].as_str()), (Some("OperationOutcome"), Some("not-supported")));
+    assert_eq!(transaction.status, 200);
+    let response = transaction.json();
+    assert_eq!(response["type"], "transaction-response");
+    assert_eq!(response["entry"][0]["response"]["status"], "201 Created");
     let metadata = invoke(&context, &Event::load("fhir-api/metadata.json").with_datastore(&datastore).signed()).await;
     assert_eq!(metadata.status, 200);
     let statement = metadata.json();

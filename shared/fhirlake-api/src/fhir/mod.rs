@@ -1,6 +1,7 @@
 //! The FHIR R4 data plane at `/datastore/{id}/r4/...`: routing of the FHIR RESTful interactions
 //! onto [`fhirlake_core::resources::ResourceService`].
 
+mod bundle;
 mod error;
 mod history;
 mod negotiation;
@@ -53,6 +54,15 @@ pub async fn handle(services: &Services, request: FhirRequest<'_>) -> Response {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
+}
+
+/// [`dispatch`] behind a boxed future, for the entries of a batch: the recursion through
+/// bundles needs one type that is declared `Send` rather than inferred.
+pub(crate) fn dispatch_entry<'a>(
+    services: &'a Services,
+    req: &'a FhirRequest<'a>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, FhirError>> + Send + 'a>> {
+    Box::pin(dispatch(services, req))
 }
 
 async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response, FhirError> {
@@ -108,11 +118,10 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             let v = services.resources.vread(ds, resource_type, id, version).await?;
             Ok(representation(StatusCode::OK, &v, None))
         }
-        (Method::GET, []) | (Method::POST, []) => Err(FhirError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not-supported",
-            "system-level search and batch/transaction are not supported by this server yet",
-        )),
+        (Method::POST, []) => bundle::process(services, ds, req, &base).await,
+        (Method::GET, []) => {
+            Err(FhirError::new(StatusCode::NOT_IMPLEMENTED, "not-supported", "system-level search is not supported by this server yet"))
+        }
         (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => Err(method_not_allowed()),
         _ => Err(FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")),
     }
@@ -285,7 +294,7 @@ fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
     })
 }
 
-fn parse_resource(body: &[u8]) -> Result<Value, FhirError> {
+pub(crate) fn parse_resource(body: &[u8]) -> Result<Value, FhirError> {
     let value = parse_json(body)?;
     if !value.is_object() {
         return Err(FhirError::new(StatusCode::BAD_REQUEST, "structure", "the body must be a json object"));
