@@ -10,7 +10,7 @@ pub const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
 /// Interactions supported at the system level.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
 /// Renders the server's CapabilityStatement. `base_url` is the datastore endpoint without the
 /// trailing slash; `software_version` the server's version.
