@@ -119,3 +119,21 @@ def test_bad_searches_are_400_with_an_outcome(clinic):
     error_with(clinic.get("Patient?_count=many"), 400, "invalid")
     error_with(clinic.get("Patient?gender:nosuchmodifier=male", headers={"Prefer": "handling=strict"}), 400, "not-supported")
     error_with(clinic.get("Observation?subject.nosuchparam=x", headers={"Prefer": "handling=strict"}), 400, "invalid")
+
+
+def test_patient_everything(clinic):
+    bundle = search(clinic, "Patient/pa/$everything")
+    got = sorted((e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"])
+    assert got == [("Observation", "ob0"), ("Observation", "ob1"), ("Patient", "pa")]
+    assert bundle["total"] == 3
+    assert ids(search(clinic, "Patient/pa/$everything?_type=Observation")) == ["ob0", "ob1"]
+    seen, url = [], "Patient/pb/$everything?_count=1"
+    while url:
+        page = search(clinic, url)
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+        nxt = [l["url"] for l in page["link"] if l["relation"] == "next"]
+        url = nxt[0].split("/r4/", 1)[1] if nxt else None
+    assert sorted(seen) == ["ob2", "ob3", "pb"]
+    assert ids(search(clinic, "Patient/pa/$everything?_since=2999-01-01T00:00:00Z")) == []
+    error_with(clinic.get("Patient/nobody/$everything"), 404, "not-found")
+    error_with(clinic.get("Patient/pa/$everything?_type=NotAType"), 400, "invalid")

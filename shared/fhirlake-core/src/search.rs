@@ -146,6 +146,51 @@ impl SearchService {
         self.matches(ds, resource_type, &filters, limit).await
     }
 
+    /// `Patient/{id}/$everything` (R4 patient-operation-everything): the patient and every
+    /// resource in its compartment, optionally only of `types` and only changed at or after
+    /// `since`, in (type, id) order, `count` per page. Resources the compartment's members
+    /// reference are not added (the operation allows either).
+    ///
+    /// Errors: `NotFound` / `Gone` when the patient does not exist or was deleted.
+    pub async fn everything(
+        &self,
+        ds: &ActiveDatastore,
+        patient_id: &str,
+        types: &[String],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        count: usize,
+        cursor: Option<&str>,
+    ) -> CoreResult<SearchPage> {
+        let patient = self.resources.read(ds, "Patient", patient_id).await?;
+        let wanted = |t: &str| types.is_empty() || types.iter().any(|w| w == t);
+        let mut all = Vec::new();
+        if wanted("Patient") {
+            all.push(patient);
+        }
+        for &resource_type in registry::resource_types() {
+            if resource_type == "Patient" || !wanted(resource_type) {
+                continue;
+            }
+            let Some(filter) = compartment_filter("Patient", patient_id, resource_type) else { continue };
+            all.extend(self.all_matches(ds, resource_type, &[filter]).await?);
+        }
+        all.retain(|v| since.is_none_or(|s| v.last_updated >= s));
+        let total = all.len();
+        let start = match cursor {
+            None => 0,
+            Some(c) => {
+                let c = decode_cursor(c)?;
+                all.iter().position(|v| format!("{}/{}", v.resource_type, v.id) == c.after).map_or(c.position.unwrap_or(0), |i| i + 1)
+            }
+        };
+        let matches: Vec<StoredVersion> = all.into_iter().skip(start).take(count).collect();
+        let end = start + matches.len();
+        let next_cursor = (end < total)
+            .then(|| matches.last().map(|v| encode_cursor(&Cursor { after: format!("{}/{}", v.resource_type, v.id), position: Some(end) })))
+            .flatten();
+        Ok(SearchPage { matches, included: Vec::new(), next_cursor, total: Some(total as u64) })
+    }
+
     /// Turns criteria into filters, resolving chains and `_has`; `None` when some chain
     /// matches nothing (so the search matches nothing).
     async fn resolve(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Option<Vec<Filter>>> {

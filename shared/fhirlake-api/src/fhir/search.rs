@@ -135,3 +135,55 @@ fn render(
 fn internal() -> FhirError {
     FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", "internal error")
 }
+
+/// `GET Patient/{id}/$everything` with `_since`, `_type`, `_count` and paging.
+pub async fn everything(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    patient_id: &str,
+) -> Result<Response, FhirError> {
+    let params: Vec<(String, String)> = req.query.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
+    let mut types = Vec::new();
+    let mut since = None;
+    let mut count = DEFAULT_COUNT;
+    let mut cursor = None;
+    for (name, value) in &params {
+        match name.as_str() {
+            "_type" => {
+                for t in value.split(',').filter(|t| !t.is_empty()) {
+                    if !fhirlake_fhir::registry::is_resource_type(t) {
+                        return Err(FhirError::bad_request("_type lists an unknown resource type"));
+                    }
+                    types.push(t.to_string());
+                }
+            }
+            "_since" => {
+                let parsed = chrono::DateTime::parse_from_rfc3339(value)
+                    .map_err(|_| FhirError::bad_request("_since must be an instant such as 2024-01-01T00:00:00Z"))?;
+                since = Some(parsed.with_timezone(&chrono::Utc));
+            }
+            "_count" => {
+                count = value.parse::<usize>().map_err(|_| FhirError::bad_request("_count must be a non-negative integer"))?.min(MAX_COUNT)
+            }
+            "_cursor" => cursor = Some(value.clone()),
+            _ => {
+                return Err(FhirError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not-supported",
+                    format!("$everything does not take the parameter {name}"),
+                ))
+            }
+        }
+    }
+    let page = services.search.everything(ds, patient_id, &types, since, count, cursor.as_deref()).await?;
+    let request = SearchRequest {
+        resource_type: Some("Patient".into()),
+        criteria: Vec::new(),
+        result: fhirlake_fhir::search::ResultParams { cursor, ..Default::default() },
+        ignored: Vec::new(),
+    };
+    let body = render(base, &format!("Patient/{patient_id}/$everything"), &params, &request, &page, false)?;
+    Ok(fhir_json(StatusCode::OK, body))
+}
