@@ -293,3 +293,77 @@ fn at_entry(error: CoreError, index: usize) -> CoreError {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::DateTime;
+    use fhirlake_fhir::search::query::{parse, Handling};
+    use fhirlake_ports::memory::{FixedClock, MemoryItemTable, MemoryKeyService, MemoryObjectStore};
+    use fhirlake_ports::RandomIds;
+    use serde_json::json;
+
+    use crate::datastores::CreateFhirDatastoreRequest;
+    use crate::resources::Method as Interaction;
+    use crate::search::Scope;
+    use crate::{Backends, ServiceConfig, Services};
+
+    #[tokio::test]
+    async fn a_transaction_that_loses_a_race_leaves_nothing_visible() {
+        let backends = Backends {
+            table: Arc::new(MemoryItemTable::new()),
+            objects: Arc::new(MemoryObjectStore::new()),
+            keys: Arc::new(MemoryKeyService::new()),
+            clock: Arc::new(FixedClock::new(DateTime::from_timestamp(1_700_000_000, 0).expect("a time"))),
+            ids: Arc::new(RandomIds),
+        };
+        let config =
+            ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() };
+        let services = Services::new(config, backends);
+        let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("a datastore");
+        let ds = services.datastores.active(&created.datastore_id).await.expect("active");
+        let r = &services.resources;
+        let existing = r
+            .update(&ds, "Patient", "p1", json!({"resourceType": "Patient", "id": "p1", "gender": "male"}), None)
+            .await
+            .expect("p1")
+            .version;
+
+        // A transaction prepares a new Patient and version 2 of p1 ...
+        let now = existing.last_updated + chrono::Duration::seconds(1);
+        let new = json!({"resourceType": "Patient", "name": [{"family": "Racer"}]});
+        let a = r.prepare(&ds, "Patient", "p2", None, Interaction::Create, Some(new), now).await.expect("prepare p2");
+        let b = r
+            .prepare(
+                &ds,
+                "Patient",
+                "p1",
+                Some(&existing),
+                Interaction::Update,
+                Some(json!({"resourceType": "Patient", "gender": "female"})),
+                now,
+            )
+            .await
+            .expect("prepare p1");
+        // ... while another writer stores version 2 of p1 first.
+        r.update(&ds, "Patient", "p1", json!({"resourceType": "Patient", "id": "p1", "gender": "other"}), None)
+            .await
+            .expect("the other writer");
+        let failed = r.apply(&ds, vec![a, b]).await;
+        assert!(failed.is_err_and(|e| e.is_condition_failure()));
+
+        // Neither write of the transaction is visible: not by read, not by search.
+        assert!(r.read(&ds, "Patient", "p2").await.is_err());
+        let search = |q: &str| {
+            let params: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+            parse(Some("Patient"), &params, Handling::Strict).expect("a search")
+        };
+        for q in ["family=racer", "gender=female"] {
+            let page = services.search.search(&ds, &search(q), &Scope::default(), 10).await.expect("search");
+            assert!(page.matches.is_empty(), "{q}");
+        }
+        let page = services.search.search(&ds, &search("gender=other"), &Scope::default(), 10).await.expect("search");
+        assert_eq!(page.matches.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["p1"]);
+    }
+}
