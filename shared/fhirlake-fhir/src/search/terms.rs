@@ -174,6 +174,10 @@ pub struct KeyRange {
 /// every target type of the parameter.
 pub fn lookup(criterion: &Criterion) -> Lookup {
     let param = criterion.param;
+    // Parameters without an expression (`_text`, `_content`) have no index entries.
+    if param.expression.is_none() {
+        return Lookup::Scan;
+    }
     let mut terms = Vec::new();
     let mut ranges = Vec::new();
     let mut complete = true;
@@ -238,8 +242,13 @@ fn value_lookup(param: &'static SearchParamDef, modifier: &Modifier, value: &Que
         },
         (Modifier::None, QueryValue::Uri(uri)) => Terms(vec![format!("u|{uri}")], true, None),
         (Modifier::Above, QueryValue::Uri(uri)) => {
-            let mut prefixes: Vec<String> =
-                uri.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| format!("u|{}", &uri[..=i])).collect();
+            // Every parent, with and without its trailing slash (`…/ValueSet/123/_history/5` is
+            // below `…/ValueSet/123`).
+            let mut prefixes: Vec<String> = uri
+                .char_indices()
+                .filter(|(_, c)| *c == '/')
+                .flat_map(|(i, _)| [format!("u|{}", &uri[..i]), format!("u|{}", &uri[..=i])])
+                .collect();
             prefixes.push(format!("u|{uri}"));
             Terms(prefixes, false, None)
         }
@@ -416,6 +425,35 @@ mod tests {
             })
             .collect();
         assert_eq!(units, vec![None, Some("c|mg".into()), Some("s|http://unitsofmeasure.org|mg".into())]);
+    }
+
+    #[test]
+    fn uri_above_looks_up_every_parent_with_and_without_its_slash() {
+        let url = param("ValueSet", "url");
+        let criterion = Criterion {
+            path: vec![],
+            param: url,
+            modifier: Modifier::Above,
+            values: vec![QueryValue::Uri("http://acme.org/fhir/ValueSet/123/_history/5".into())],
+        };
+        let Lookup::Terms { terms, complete, .. } = lookup(&criterion) else { panic!("terms") };
+        assert!(!complete);
+        for parent in ["u|http://acme.org/fhir/ValueSet/123", "u|http://acme.org/fhir/ValueSet/123/", "u|http://acme.org/fhir"] {
+            assert!(terms.contains(&parent.to_string()), "{parent}");
+        }
+    }
+
+    #[test]
+    fn text_and_content_scan() {
+        for code in ["_text", "_content"] {
+            let criterion = Criterion {
+                path: vec![],
+                param: param("Patient", code),
+                modifier: Modifier::None,
+                values: vec![QueryValue::String("zebra".into())],
+            };
+            assert_eq!(lookup(&criterion), Lookup::Scan, "{code}");
+        }
     }
 
     #[test]
