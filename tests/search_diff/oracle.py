@@ -10,11 +10,12 @@ computes two sets, `must` (what every reasonable reading matches) and `may` (wha
 matches), and a server is right when `must ⊆ result ⊆ may`. For most searches the two are equal.
 The choices it brackets this way:
 
-- `ap` (dates, numbers, quantities): `must` is an overlap with the value's range (dates) or an
-  exact hit within 10 % (numbers), `may` widens by 10 % of the value (numbers) or of the distance
-  to now, at least a day (dates).
-- number and quantity boundaries: a target value has an implicit range too (`55.9` stands for
-  [55.85, 55.95)); `must` uses containment, `may` overlap.
+- `ap` (dates, numbers, quantities): `must` is an overlap with the value's range (dates) or a
+  value within the recommended 10 % (numbers), `may` widens by 10 % of the distance to now, at
+  least a day (dates), or lets the target's implicit range reach the 10 % (numbers).
+- number and quantity precision: a target value has an implicit range too (`55.9` stands for
+  [55.85, 55.95)); `eq` is "the search range contains the target range" or "contains the target
+  value", `must` takes both, `may` either; `gt`/`lt`/… compare the target's range or its value.
 - token codes: `must` compares case-sensitively, `may` case-insensitively; a system-qualified
   search on a plain `code` element (no system in the data) is only `may`.
 - string folding: `must` folds case and the accents Unicode decomposes (NFD), `may` also folds
@@ -464,12 +465,13 @@ def _number_prefix(prefix, v, t):
     """A decimal target `t` (with its implicit range) against the search value `v` written."""
     slo, shi = implicit_range(v)
     tlo, thi = implicit_range(t)
+    # Two readings of eq: the search range contains the target's range, or the target value.
     contains = slo <= tlo and thi <= shi
-    overlap = tlo < shi and slo < thi
+    point = slo <= t < shi
     if prefix == "eq":
-        return Verdict(contains, overlap or slo <= t < shi)
+        return Verdict(contains and point, contains or point)
     if prefix == "ne":
-        return Verdict(not overlap and not slo <= t < shi, not contains)
+        return Verdict(not contains and not point, not (contains and point))
     if prefix == "gt":
         return Verdict(tlo >= shi, thi > v)
     if prefix == "lt":
@@ -483,7 +485,9 @@ def _number_prefix(prefix, v, t):
     if prefix == "eb":
         return Verdict(thi <= slo, tlo < v)
     tenth = abs(v) / 10
-    return Verdict(contains and abs(t - v) <= tenth, overlap or abs(t - v) <= tenth)
+    # ap: the specification recommends 10 % of the value; `may` also lets the target's range reach it.
+    near = abs(t - v) <= tenth
+    return Verdict(near, near or contains or point or (tlo <= v + tenth and thi >= v - tenth))
 
 
 def _string_match(modifier, query, candidates):
