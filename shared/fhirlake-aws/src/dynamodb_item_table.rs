@@ -8,18 +8,22 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement, KeyType, KeysAndAttributes, Put,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, PutRequest, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
-use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
-use fhirlake_ports::{Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write};
+use fhirlake_ports::limits::{validate_batch, validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
+use fhirlake_ports::{
+    BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
+};
 
 use crate::dynamodb_attrs::{condition_expr, item_from_map, item_map, key_map, AttrMap, PK, SK};
 use crate::error::{sdk_error, service_code, Backoff};
 
 /// DynamoDB's limit on keys in one `BatchGetItem` request.
 const BATCH_GET_KEYS: usize = 100;
+/// DynamoDB's limit on writes in one `BatchWriteItem` request.
+const BATCH_WRITE_ITEMS: usize = 25;
 /// Retries of unprocessed batch keys and of transactions cancelled by conflicts or throttling.
 const RETRIES: u32 = 8;
 
@@ -295,6 +299,39 @@ impl ItemTable for DynamoDbItemTable {
                 return Err(StorageError::new(StorageErrorKind::Throttled, "transaction kept conflicting or being throttled"));
             }
         }
+    }
+
+    /// `BatchWriteItem` in requests of 25, retrying unprocessed items with backoff.
+    async fn batch_write(&self, writes: Vec<BatchWrite>) -> StorageResult<()> {
+        validate_batch(&writes)?;
+        for chunk in writes.chunks(BATCH_WRITE_ITEMS) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for write in chunk {
+                pending.push(match write {
+                    BatchWrite::Put(item) => WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(item_map(item)?)).build().map_err(build_error)?)
+                        .build(),
+                    BatchWrite::Delete(key) => WriteRequest::builder()
+                        .delete_request(DeleteRequest::builder().set_key(Some(key_map(key))).build().map_err(build_error)?)
+                        .build(),
+                });
+            }
+            let mut backoff = Backoff::new(RETRIES);
+            while !pending.is_empty() {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("batch write item", &e))?;
+                pending = output.unprocessed_items.unwrap_or_default().into_values().flatten().collect();
+                if !pending.is_empty() && !backoff.wait().await {
+                    return Err(StorageError::new(StorageErrorKind::Throttled, "batch write kept returning unprocessed items"));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn query(&self, query: &Query) -> StorageResult<QueryPage> {

@@ -6,6 +6,13 @@
 //! | resource version    | `r#{ds}#{type}#{id}`             | `v#{version:012}`                    |
 //! | type history entry  | `ht#{ds}#{type}#{shard}`         | `{micros:017}#{type}#{id}#{version:012}` |
 //! | system history entry| `hs#{ds}#{shard}`                | same as type history                 |
+//! | type listing entry  | `l#{ds}#{type}`                  | `{id}#{token}`                        |
+//! | equality index entry| `x#{ds}#{type}#{param}#{blinded term}` | `{id}#{token}`                  |
+//! | ordered index entry | `o#{ds}#{type}#{param}#{l|h}[#{blinded unit}]` | `{order key}#{id}#{token}` |
+//!
+//! History and index entries are written before the version item they belong to and carry its
+//! write token (`token`, also stored in the version item as `wt`): an entry counts only while
+//! its version exists with that token and is the latest (see `docs/search.md`).
 //!
 //! The latest version of a resource is the last `v#` item of its partition, so a read is one
 //! single-item query, and writing version n+1 with the condition "does not exist" is the
@@ -15,6 +22,7 @@
 
 use std::hash::{Hash, Hasher};
 
+use fhirlake_fhir::search::terms::Side;
 use fhirlake_ports::Key;
 
 /// Number of shards of each history partition. Changing it re-partitions history.
@@ -99,9 +107,9 @@ pub fn system_history_pk(ds: &str, shard: u32) -> String {
     format!("hs#{ds}#{shard}")
 }
 
-/// Sort key of a history entry: time-ordered, then unique per version.
-pub fn history_sk(micros: i64, resource_type: &str, id: &str, version: u64) -> String {
-    format!("{micros:017}#{resource_type}#{id}#{version:012}")
+/// Sort key of a history entry: time-ordered, then unique per write of a version.
+pub fn history_sk(micros: i64, resource_type: &str, id: &str, version: u64, token: &str) -> String {
+    format!("{micros:017}#{resource_type}#{id}#{version:012}#{token}")
 }
 
 /// The lowest history sort key at or after `micros`.
@@ -109,14 +117,69 @@ pub fn history_sk_floor(micros: i64) -> String {
     format!("{:017}", micros.max(0))
 }
 
-/// Splits a history sort key into (micros, type, id, version).
-pub fn parse_history_sk(sk: &str) -> Option<(i64, &str, &str, u64)> {
-    let mut parts = sk.splitn(4, '#');
+/// The parts of a history sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryKey<'a> {
+    /// When the version was written.
+    pub micros: i64,
+    /// The resource type.
+    pub resource_type: &'a str,
+    /// The logical id.
+    pub id: &'a str,
+    /// The version number.
+    pub version: u64,
+    /// The write token of the version.
+    pub token: &'a str,
+}
+
+/// Splits a history sort key.
+pub fn parse_history_sk(sk: &str) -> Option<HistoryKey<'_>> {
+    let mut parts = sk.splitn(5, '#');
     let micros = parts.next()?.parse().ok()?;
     let resource_type = parts.next()?;
     let id = parts.next()?;
     let version = parts.next()?.parse().ok()?;
-    Some((micros, resource_type, id, version))
+    let token = parts.next()?;
+    Some(HistoryKey { micros, resource_type, id, version, token })
+}
+
+/// Partition listing every resource of a type (one entry per current version).
+pub fn listing_pk(ds: &str, resource_type: &str) -> String {
+    format!("l#{ds}#{resource_type}")
+}
+
+/// Partition of the entries of one blinded equality term of a parameter.
+pub fn term_pk(ds: &str, resource_type: &str, param: &str, blinded: &str) -> String {
+    format!("x#{ds}#{resource_type}#{param}#{blinded}")
+}
+
+/// Partition of a parameter's ordered entries, by side and (for quantities) blinded unit.
+pub fn ordered_pk(ds: &str, resource_type: &str, param: &str, side: Side, unit: Option<&str>) -> String {
+    let side = match side {
+        Side::Low => 'l',
+        Side::High => 'h',
+    };
+    match unit {
+        None => format!("o#{ds}#{resource_type}#{param}#{side}"),
+        Some(unit) => format!("o#{ds}#{resource_type}#{param}#{side}#{unit}"),
+    }
+}
+
+/// Sort key of a listing or equality entry.
+pub fn entry_sk(id: &str, token: &str) -> String {
+    format!("{id}#{token}")
+}
+
+/// Sort key of an ordered entry.
+pub fn ordered_sk(key: &str, id: &str, token: &str) -> String {
+    format!("{key}#{id}#{token}")
+}
+
+/// The (id, token) at the end of an index entry's sort key.
+pub fn parse_entry_sk(sk: &str) -> Option<(&str, &str)> {
+    let (rest, token) = sk.rsplit_once('#')?;
+    let id = rest.rsplit_once('#').map_or(rest, |(_, id)| id);
+    (!id.is_empty() && !token.is_empty()).then_some((id, token))
 }
 
 /// Object-store key of a body too large to inline.
@@ -159,7 +222,7 @@ mod tests {
         let key = version_key("7ad1", "Patient", "p-1.a", 3);
         let parsed = parse_version_key(&key).expect("a version key");
         assert_eq!(parsed, VersionKey { datastore_id: "7ad1", resource_type: "Patient", id: "p-1.a", version: 3 });
-        assert_eq!(parse_version_key(&Key::new(type_history_pk("7ad1", "Patient", 0), history_sk(1, "Patient", "p", 1))), None);
+        assert_eq!(parse_version_key(&Key::new(type_history_pk("7ad1", "Patient", 0), history_sk(1, "Patient", "p", 1, "t"))), None);
         assert_eq!(parse_version_key(&Key::new("CP#datastores", "DS#7ad1")), None);
         assert_eq!(parse_version_key(&Key::new("r#7ad1#Patient", "v#000000000001")), None);
         assert_eq!(parse_version_key(&Key::new("r#7ad1#Patient#p#x", "v#000000000001")), None);
@@ -168,10 +231,20 @@ mod tests {
 
     #[test]
     fn history_keys_round_trip_and_sort_by_time() {
-        let sk = history_sk(1_700_000_000_000_000, "Patient", "a-b.c", 7);
-        assert_eq!(parse_history_sk(&sk), Some((1_700_000_000_000_000, "Patient", "a-b.c", 7)));
-        assert!(history_sk(999, "Z", "z", 1) < history_sk(1000, "A", "a", 1));
-        assert!(history_sk_floor(1000) <= history_sk(1000, "A", "a", 1));
+        let sk = history_sk(1_700_000_000_000_000, "Patient", "a-b.c", 7, "t0k");
+        let key = HistoryKey { micros: 1_700_000_000_000_000, resource_type: "Patient", id: "a-b.c", version: 7, token: "t0k" };
+        assert_eq!(parse_history_sk(&sk), Some(key));
+        assert!(history_sk(999, "Z", "z", 1, "t") < history_sk(1000, "A", "a", 1, "t"));
+        assert!(history_sk_floor(1000) <= history_sk(1000, "A", "a", 1, "t"));
+    }
+
+    #[test]
+    fn index_entry_keys_end_with_id_and_token() {
+        assert_eq!(parse_entry_sk(&entry_sk("p-1.a", "00ff")), Some(("p-1.a", "00ff")));
+        assert_eq!(parse_entry_sk(&ordered_sk("P5001", "p-1.a", "00ff")), Some(("p-1.a", "00ff")));
+        assert_eq!(parse_entry_sk("nothing"), None);
+        assert_eq!(ordered_pk("d", "Observation", "date", Side::High, None), "o#d#Observation#date#h");
+        assert_eq!(ordered_pk("d", "Observation", "value-quantity", Side::Low, Some("u")), "o#d#Observation#value-quantity#l#u");
     }
 
     #[test]

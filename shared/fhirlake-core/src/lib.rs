@@ -6,8 +6,10 @@ mod config;
 mod crypto;
 pub mod datastores;
 mod error;
+mod index;
 pub mod layout;
 pub mod resources;
+pub mod search;
 mod services;
 
 pub use config::ServiceConfig;

@@ -1,6 +1,13 @@
 //! The FHIR interactions on stored resources: create, read, vread, update, patch, delete and
 //! history. Versions are immutable items; see [`crate::layout`] for the keys.
 //!
+//! Visibility: a write first stores its history and search index entries, tagged with a fresh
+//! write token, then the version item (with the token) under the condition that it does not
+//! exist. That single conditional put is the commit point: an entry counts only while its
+//! version exists with its token and no later version does, so searches and history never see
+//! a write that has not committed, nor one that has been superseded. The previous version's
+//! entries are removed after the commit (leftovers are ignored the same way).
+//!
 //! Concurrency: a write reads the latest version n and creates version n+1 under the
 //! condition that it does not exist yet, in one transaction with its history entries.
 //! Two writers can never both create version n+1, so no update is ever lost: the loser
@@ -9,18 +16,20 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use fhirlake_fhir::{outcome::Issue, patch, registry, resource as fhir_resource, validate};
-use fhirlake_ports::{AttrValue, Condition, Item, Key, Query, SkRange, StorageError, Write};
+use fhirlake_ports::{AttrValue, BatchWrite, Condition, Item, Key, Query, SkRange, StorageError};
 use serde_json::Value;
 
 use crate::crypto::BodyCipher;
 use crate::datastores::ActiveDatastore;
-use crate::layout;
+use crate::{index, layout};
 use crate::{Backends, CoreError, CoreResult};
 
 /// How many times an unconditional write retries after losing a race.
 const WRITE_ATTEMPTS: u32 = 12;
 /// Upper bound of the random pause before the n-th retry: 1, 2, 4, … ms, at most this.
 const MAX_RETRY_PAUSE_MS: u64 = 64;
+/// Attribute of a version item holding its write token.
+const WRITE_TOKEN_ATTR: &str = "wt";
 /// Largest `_count` honoured for history pages.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -85,6 +94,8 @@ pub struct StoredVersion {
     pub method: Method,
     /// The resource's JSON, absent for deletions.
     pub body: Option<Bytes>,
+    /// The token of the write that stored this version; its history and index entries carry it.
+    pub write_token: Option<String>,
 }
 
 impl StoredVersion {
@@ -277,7 +288,7 @@ impl ResourceService {
                 return Ok(None);
             }
             let now = self.backends.clock.now().max(latest.last_updated + chrono::Duration::microseconds(1));
-            match self.commit(ds, resource_type, id, Some(latest.version), Method::Delete, None, now).await {
+            match self.commit(ds, resource_type, id, Some(&latest), Method::Delete, None, now).await {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) if e.is_condition_failure() && if_match.is_some() => {
                     return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
@@ -369,20 +380,19 @@ impl ResourceService {
             more = true;
             keys.truncate(count);
         }
-        let wanted: Vec<(String, String, u64)> =
-            keys.iter().filter_map(|sk| layout::parse_history_sk(sk).map(|(_, t, id, v)| (t.to_string(), id.to_string(), v))).collect();
-        let mut items = Vec::with_capacity(wanted.len());
+        let wanted: Vec<layout::HistoryKey<'_>> = keys.iter().filter_map(|sk| layout::parse_history_sk(sk)).collect();
+        let mut items: std::collections::HashMap<Key, Item> = std::collections::HashMap::with_capacity(wanted.len());
         for chunk in wanted.chunks(100) {
-            let chunk_keys: Vec<Key> = chunk.iter().map(|(t, id, v)| layout::version_key(&ds.id, t, id, *v)).collect();
-            items.extend(self.backends.table.batch_get(&chunk_keys).await?);
+            let chunk_keys: Vec<Key> = chunk.iter().map(|h| layout::version_key(&ds.id, h.resource_type, h.id, h.version)).collect();
+            items.extend(self.backends.table.batch_get(&chunk_keys).await?.into_iter().map(|i| (i.key.clone(), i)));
         }
         let mut entries = Vec::with_capacity(wanted.len());
-        for (t, id, v) in &wanted {
-            let key = layout::version_key(&ds.id, t, id, *v);
-            let Some(item) = items.iter().find(|i| i.key == key) else {
-                return Err(CoreError::Internal("history entry without its version".into()));
-            };
-            entries.push(self.decode(ds, t, id, item).await?);
+        for h in &wanted {
+            // An entry whose version is missing, or was stored by another write, belongs to a
+            // write that did not commit: it is not history.
+            let key = layout::version_key(&ds.id, h.resource_type, h.id, h.version);
+            let Some(item) = items.get(&key).filter(|i| i.get_str(WRITE_TOKEN_ATTR) == Some(h.token)) else { continue };
+            entries.push(self.decode(ds, h.resource_type, h.id, item).await?);
         }
         let next_cursor = if more { keys.last().cloned() } else { None };
         Ok(HistoryPage { entries, next_cursor, total: None })
@@ -433,7 +443,7 @@ impl ResourceService {
             if let Some(prev) = &latest {
                 now = now.max(prev.last_updated + chrono::Duration::microseconds(1));
             }
-            match self.commit(ds, resource_type, id, latest.as_ref().map(|v| v.version), method, body, now).await {
+            match self.commit(ds, resource_type, id, latest.as_ref(), method, body, now).await {
                 Ok(version) => return Ok(WriteOutcome { version, created: !live }),
                 Err(e) if e.is_condition_failure() && if_match.is_some() => {
                     return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
@@ -445,21 +455,33 @@ impl ResourceService {
         Err(contention())
     }
 
-    /// Writes version `previous + 1` (with its history entries) if no such version exists yet.
+    /// Writes version `previous + 1` with its history and index entries, if no such version
+    /// exists yet (see the module doc for the order of the writes).
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         ds: &ActiveDatastore,
         resource_type: &str,
         id: &str,
-        previous: Option<u64>,
+        previous: Option<&StoredVersion>,
         method: Method,
         body: Option<Value>,
         at: DateTime<Utc>,
     ) -> Result<StoredVersion, CommitError> {
-        let version = previous.unwrap_or(0) + 1;
+        let version = previous.map_or(0, |p| p.version) + 1;
+        let token = write_token(&self.backends.ids.hex32());
         let key = layout::version_key(&ds.id, resource_type, id, version);
-        let mut item = Item::new(key).with("ts", AttrValue::N(at.timestamp_micros())).with("op", AttrValue::S(method.code().into()));
+        let mut item = Item::new(key)
+            .with("ts", AttrValue::N(at.timestamp_micros()))
+            .with("op", AttrValue::S(method.code().into()))
+            .with(WRITE_TOKEN_ATTR, AttrValue::S(token.clone()));
+        let index_key = self.cipher.index_key(ds).await?;
+        let shard = layout::history_shard(id);
+        let history_sk = layout::history_sk(at.timestamp_micros(), resource_type, id, version, &token);
+        let mut entries = vec![
+            Item::new(Key::new(layout::type_history_pk(&ds.id, resource_type, shard), history_sk.clone())),
+            Item::new(Key::new(layout::system_history_pk(&ds.id, shard), history_sk)),
+        ];
         let mut body_object = None;
         let json = match body {
             None => {
@@ -468,13 +490,13 @@ impl ResourceService {
             }
             Some(mut body) => {
                 fhir_resource::stamp(&mut body, id, version, at);
+                entries.extend(index::entries(&index_key, &ds.id, resource_type, id, version, &token, &body));
                 let json = Bytes::from(serde_json::to_vec(&body).map_err(|_| CoreError::Internal("serialising a resource failed".into()))?);
                 let sealed = self.cipher.seal(ds, &layout::body_aad(&ds.id, resource_type, id, version), &json).await?;
                 if sealed.len() > layout::INLINE_BODY_LIMIT {
                     // A unique suffix: a writer that loses the race for this version must never
                     // overwrite the winner's body object.
-                    let object_key =
-                        format!("{}-{}", layout::body_object_key(&ds.id, resource_type, id, version), self.backends.ids.hex32());
+                    let object_key = format!("{}-{token}", layout::body_object_key(&ds.id, resource_type, id, version));
                     self.backends.objects.put(&object_key, Bytes::from(sealed)).await.map_err(CoreError::from)?;
                     item = item.with("bref", AttrValue::S(object_key.clone()));
                     body_object = Some(object_key);
@@ -484,25 +506,56 @@ impl ResourceService {
                 Some(json)
             }
         };
-        let shard = layout::history_shard(id);
-        let history_sk = layout::history_sk(at.timestamp_micros(), resource_type, id, version);
-        let writes = vec![
-            Write::Put { item, condition: Condition::NotExists },
-            Write::Put {
-                item: Item::new(Key::new(layout::type_history_pk(&ds.id, resource_type, shard), history_sk.clone())),
-                condition: Condition::Always,
-            },
-            Write::Put { item: Item::new(Key::new(layout::system_history_pk(&ds.id, shard), history_sk)), condition: Condition::Always },
-        ];
-        if let Err(e) = self.backends.table.transact_write(writes).await {
-            if let Some(object_key) = body_object {
-                if let Err(cleanup) = self.backends.objects.delete(&object_key).await {
-                    tracing::warn!(error = %cleanup, "could not remove the body object of a failed write");
-                }
-            }
+        let entry_keys: Vec<Key> = entries.iter().map(|e| e.key.clone()).collect();
+        let written = match self.backends.table.batch_write(entries.into_iter().map(BatchWrite::Put).collect()).await {
+            Ok(()) => self.backends.table.put(item, Condition::NotExists).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.discard(entry_keys, body_object.as_deref()).await;
             return Err(CommitError::Storage(e));
         }
-        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated: at, method, body: json })
+        if let Some(previous) = previous {
+            self.retire_entries(ds, &index_key, previous).await;
+        }
+        Ok(StoredVersion {
+            resource_type: resource_type.into(),
+            id: id.into(),
+            version,
+            last_updated: at,
+            method,
+            body: json,
+            write_token: Some(token),
+        })
+    }
+
+    /// Removes what a failed write left: its entries and body object. Best effort: anything
+    /// left is never visible (its version item does not exist with its token).
+    async fn discard(&self, entry_keys: Vec<Key>, body_object: Option<&str>) {
+        if let Err(error) = self.backends.table.batch_write(entry_keys.into_iter().map(BatchWrite::Delete).collect()).await {
+            tracing::warn!(%error, "could not remove the entries of a failed write");
+        }
+        if let Some(object_key) = body_object {
+            if let Err(error) = self.backends.objects.delete(object_key).await {
+                tracing::warn!(%error, "could not remove the body object of a failed write");
+            }
+        }
+    }
+
+    /// Deletes the index entries of a version that has just been superseded. Best effort:
+    /// entries of a superseded version are never visible, only wasted space.
+    async fn retire_entries(&self, ds: &ActiveDatastore, index_key: &crate::crypto::IndexKey, previous: &StoredVersion) {
+        let (Some(body), Some(token)) = (&previous.body, &previous.write_token) else { return };
+        let Ok(resource) = serde_json::from_slice::<Value>(body) else { return };
+        let old = index::entries(index_key, &ds.id, &previous.resource_type, &previous.id, previous.version, token, &resource);
+        if let Err(error) = self.backends.table.batch_write(old.into_iter().map(|e| BatchWrite::Delete(e.key)).collect()).await {
+            tracing::warn!(%error, "could not remove the index entries of a superseded version");
+        }
+    }
+
+    /// The datastore's blind-index key (for searches).
+    pub(crate) async fn index_key(&self, ds: &ActiveDatastore) -> CoreResult<crate::crypto::IndexKey> {
+        self.cipher.index_key(ds).await
     }
 
     /// Opens a resource version item read from the table by any means (a query, a batch get, a
@@ -540,7 +593,8 @@ impl ResourceService {
             let json = self.cipher.open(ds, &layout::body_aad(&ds.id, resource_type, id, version), &sealed).await?;
             Some(Bytes::from(json))
         };
-        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body })
+        let write_token = item.get_str(WRITE_TOKEN_ATTR).map(String::from);
+        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body, write_token })
     }
 }
 
@@ -609,6 +663,11 @@ async fn pause_before_retry(attempt: u32) {
     let ceiling = (1u64 << attempt.min(6)).min(MAX_RETRY_PAUSE_MS);
     let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling * 1000);
     tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+}
+
+/// A write token: 64 random bits as 16 hex digits, from the id source's randomness.
+fn write_token(hex32: &str) -> String {
+    hex32.chars().take(16).collect()
 }
 
 fn contention() -> CoreError {

@@ -6,6 +6,7 @@ use fhirlake_ports::{Clock, IdSource, ItemTable, KeyService, ObjectStore, Random
 
 use crate::datastores::DatastoreService;
 use crate::resources::ResourceService;
+use crate::search::SearchService;
 use crate::ServiceConfig;
 
 /// One implementation of every port: the embedded adapters locally, the AWS ones in the cloud.
@@ -40,6 +41,8 @@ pub struct Services {
     pub datastores: DatastoreService,
     /// The FHIR interactions.
     pub resources: ResourceService,
+    /// FHIR search.
+    pub search: SearchService,
     clock: Arc<dyn Clock>,
 }
 
@@ -49,8 +52,9 @@ impl Services {
         let config = Arc::new(config);
         let datastores = DatastoreService::new(config.clone(), backends.clone());
         let clock = backends.clock.clone();
-        let resources = ResourceService::new(backends);
-        Services { config, datastores, resources, clock }
+        let resources = ResourceService::new(backends.clone());
+        let search = SearchService::new(backends, resources.clone());
+        Services { config, datastores, resources, search, clock }
     }
 
     /// The clock every service uses.

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use fhirlake_ports::{Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write};
+use fhirlake_ports::{
+    BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
+};
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
-use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
+use fhirlake_ports::limits::{validate_batch, validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 /// The one redb table holding every item.
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -44,6 +46,7 @@ enum WriteOp {
     Put(Item, Condition),
     Delete(Key, Condition),
     Transact(Vec<Write>),
+    Batch(Vec<BatchWrite>),
 }
 
 struct WriteRequest {
@@ -196,6 +199,19 @@ fn apply(table: &mut WriteTable<'_>, op: &WriteOp) -> StorageResult<StorageResul
                 return Ok(Err(StorageError::condition_failed()));
             }
             table.remove(key.as_slice()).map_err(store_error)?;
+        }
+        WriteOp::Batch(writes) => {
+            for write in writes {
+                let key = encode_key(&write.key().pk, &write.key().sk);
+                match write {
+                    BatchWrite::Put(item) => {
+                        table.insert(key.as_slice(), encode_attrs(&item.attrs).as_slice()).map_err(store_error)?;
+                    }
+                    BatchWrite::Delete(_) => {
+                        table.remove(key.as_slice()).map_err(store_error)?;
+                    }
+                }
+            }
         }
         WriteOp::Transact(writes) => {
             let mut failed = Vec::new();
@@ -370,6 +386,15 @@ impl ItemTable for RedbItemTable {
     async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()> {
         validate_transaction(&writes)?;
         self.write(WriteOp::Transact(writes)).await
+    }
+
+    /// One redb transaction: on this adapter a batch is in fact atomic.
+    async fn batch_write(&self, writes: Vec<BatchWrite>) -> StorageResult<()> {
+        validate_batch(&writes)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(WriteOp::Batch(writes)).await
     }
 
     async fn query(&self, query: &Query) -> StorageResult<QueryPage> {

@@ -126,3 +126,55 @@ mod tests {
         assert_eq!(v["entry"][1]["response"]["etag"], "W/\"1\"");
     }
 }
+
+/// One entry of a searchset bundle.
+#[derive(Debug, Clone)]
+pub struct SearchEntry<'a> {
+    /// Absolute URL of the resource (`{base}/{type}/{id}`).
+    pub full_url: String,
+    /// The resource's JSON.
+    pub resource: &'a RawValue,
+    /// `match`, `include` or `outcome`.
+    pub mode: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchsetOut<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    link: &'a [Link],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<SearchEntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchEntryOut<'a> {
+    full_url: &'a str,
+    resource: &'a RawValue,
+    search: SearchModeOut,
+}
+
+#[derive(Serialize)]
+struct SearchModeOut {
+    mode: &'static str,
+}
+
+/// Serialises a `searchset` Bundle (search.html#return).
+pub fn searchset_bundle(entries: &[SearchEntry<'_>], links: &[Link], total: Option<u64>) -> Vec<u8> {
+    let bundle = SearchsetOut {
+        resource_type: "Bundle",
+        kind: "searchset",
+        total,
+        link: links,
+        entry: entries
+            .iter()
+            .map(|e| SearchEntryOut { full_url: &e.full_url, resource: e.resource, search: SearchModeOut { mode: e.mode } })
+            .collect(),
+    };
+    serde_json::to_vec(&bundle).unwrap_or_default()
+}

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use crate::registry;
 
 /// Interactions every resource type supports, in CapabilityStatement codes.
-pub const TYPE_INTERACTIONS: &[&str] = &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+pub const TYPE_INTERACTIONS: &[&str] =
+    &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
 /// Interactions supported at the system level.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["history-system"];
@@ -18,6 +19,14 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
     let resources: Vec<Value> = registry::resource_types()
         .iter()
         .map(|name| {
+            let search_params: Vec<Value> = registry::search_params(name)
+                .filter(|p| p.kind != registry::SearchParamType::Special)
+                .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.code()}))
+                .collect();
+            let include: Vec<String> = registry::search_params(name)
+                .filter(|p| p.kind == registry::SearchParamType::Reference)
+                .map(|p| format!("{name}:{}", p.code))
+                .collect();
             json!({
                 "type": name,
                 "interaction": interactions,
@@ -28,6 +37,9 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
+                "searchInclude": include,
+                "searchRevInclude": ["*"],
+                "searchParam": search_params,
             })
         })
         .collect();

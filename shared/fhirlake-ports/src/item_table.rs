@@ -169,6 +169,25 @@ impl Write {
     }
 }
 
+/// One unconditional action of [`ItemTable::batch_write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchWrite {
+    /// Create or replace the item.
+    Put(Item),
+    /// Delete the item if it exists.
+    Delete(Key),
+}
+
+impl BatchWrite {
+    /// The key this action touches.
+    pub fn key(&self) -> &Key {
+        match self {
+            BatchWrite::Put(item) => &item.key,
+            BatchWrite::Delete(key) => key,
+        }
+    }
+}
+
 /// Which sort keys of a partition a query selects. Bounds are compared bytewise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkRange {
@@ -266,6 +285,23 @@ pub trait ItemTable: Send + Sync + 'static {
     /// Errors: `TransactionCanceled(indexes)` naming the writes whose condition failed;
     /// `Invalid` for an empty, oversized or duplicate-key transaction.
     async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()>;
+
+    /// Applies unconditional puts and deletes, any number, each on a distinct key. Not atomic:
+    /// when it fails, some writes may have been applied and others not (callers write only
+    /// items whose visibility another, atomic write decides, so a retry is always safe).
+    ///
+    /// Errors: `Invalid` for a duplicate or invalid key; `TooLarge` for an item over the limit
+    /// (both before anything is written).
+    async fn batch_write(&self, writes: Vec<BatchWrite>) -> StorageResult<()> {
+        crate::limits::validate_batch(&writes)?;
+        for write in writes {
+            match write {
+                BatchWrite::Put(item) => self.put(item, Condition::Always).await?,
+                BatchWrite::Delete(key) => self.delete(&key, Condition::Always).await?,
+            }
+        }
+        Ok(())
+    }
 
     /// Returns one page of the items of `query.pk` in `query.range`, in sort-key order.
     async fn query(&self, query: &Query) -> StorageResult<QueryPage>;

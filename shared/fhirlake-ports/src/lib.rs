@@ -24,7 +24,7 @@ pub mod testsuite;
 
 pub use clock::{Clock, IdSource, RandomIds, SystemClock};
 pub use error::{StorageError, StorageErrorKind, StorageResult};
-pub use item_table::{AttrValue, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
+pub use item_table::{AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
 pub use key_service::{DataKey, KeyService};
 pub use object_store::{
     check_part_list, check_part_number, check_part_order, ObjectList, ObjectMeta, ObjectStore, ObjectWriter, Upload, UploadedPart,

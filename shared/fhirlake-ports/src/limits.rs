@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::{Item, Key, Query, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS};
+use crate::{BatchWrite, Item, Key, Query, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS};
 
 /// The item size limit (400 KB), measured with [`Item::size`].
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -63,6 +63,21 @@ pub fn validate_transaction(writes: &[Write]) -> StorageResult<()> {
     }
     if total > MAX_TRANSACTION_BYTES {
         return Err(StorageError::new(StorageErrorKind::TooLarge, "transaction exceeds the 4 mb size limit"));
+    }
+    Ok(())
+}
+
+/// Valid keys, each at most once, and items within the item size limit.
+pub fn validate_batch(writes: &[BatchWrite]) -> StorageResult<()> {
+    let mut keys = BTreeSet::new();
+    for write in writes {
+        match write {
+            BatchWrite::Put(item) => validate_item(item)?,
+            BatchWrite::Delete(key) => validate_key(key)?,
+        }
+        if !keys.insert(write.key()) {
+            return Err(StorageError::invalid("a batch cannot touch one item twice"));
+        }
     }
     Ok(())
 }

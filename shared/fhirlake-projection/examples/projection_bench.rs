@@ -88,6 +88,7 @@ fn stored(resource_type: &str, i: usize, body: &Bytes) -> StoredVersion {
         last_updated: t0(),
         method: Method::CreateByUpdate,
         body: Some(body.clone()),
+        write_token: None,
     }
 }
 

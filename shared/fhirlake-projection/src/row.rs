@@ -96,6 +96,7 @@ mod tests {
             last_updated: Utc.timestamp_micros(1_714_564_800_123_456).single().expect("a time"),
             method: if body.is_some() { Method::Update } else { Method::Delete },
             body: body.map(|b| Bytes::from(serde_json::to_vec(&b).expect("json"))),
+            write_token: None,
         }
     }
 

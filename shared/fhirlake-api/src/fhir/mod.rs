@@ -5,11 +5,13 @@ mod error;
 mod history;
 mod negotiation;
 mod response;
+mod search;
 
 use axum::response::Response;
 use bytes::Bytes;
 use fhirlake_core::datastores::ActiveDatastore;
 use fhirlake_core::resources::{PatchDocument, StoredVersion, WriteOutcome};
+use fhirlake_core::search::Scope;
 use fhirlake_core::Services;
 use fhirlake_fhir::outcome::{operation_outcome, Issue};
 use fhirlake_fhir::registry;
@@ -65,6 +67,16 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET, ["metadata"]) => Ok(capability(services, &base)),
         (_, ["metadata"]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
+        (Method::GET, [resource_type]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
+        (Method::POST, [resource_type, "_search"]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
+        (Method::GET, [compartment, id, resource_type])
+            if *resource_type != "_history"
+                && registry::compartment_types().any(|c| c == *compartment)
+                && registry::is_resource_type(resource_type) =>
+        {
+            let scope = Scope { compartment: Some((compartment.to_string(), id.to_string())) };
+            search::search(services, ds, req, &base, resource_type, scope).await
+        }
         (Method::POST, [resource_type]) => create(services, ds, req, &base, resource_type).await,
         (Method::GET, [resource_type, "_history"]) => history::of_type(services, ds, req, &base, resource_type).await,
         (Method::GET, [resource_type, id]) => {
@@ -91,10 +103,10 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             let v = services.resources.vread(ds, resource_type, id, version).await?;
             Ok(representation(StatusCode::OK, &v, None))
         }
-        (Method::GET, [] | [_]) | (Method::POST, []) => Err(FhirError::new(
+        (Method::GET, []) | (Method::POST, []) => Err(FhirError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not-supported",
-            "search and batch/transaction are not supported by this server yet",
+            "system-level search and batch/transaction are not supported by this server yet",
         )),
         (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => Err(method_not_allowed()),
         _ => Err(FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")),

@@ -134,6 +134,15 @@ impl DateRange {
         DateRange { lo: (self.lo - micros).max(Self::MIN), hi: (self.hi + micros).min(Self::MAX) }
     }
 
+    /// The range `ap` (approximately) searches for (search.html#prefix: "the recommended value
+    /// for the approximation is … for a date, 10% of the gap between now and the date"): this
+    /// range widened at both ends by a tenth of the distance from `now` (microseconds since the
+    /// epoch) to its nearer end; itself when `now` falls inside it.
+    pub fn approximately(&self, now: i64) -> Self {
+        let gap = if now < self.lo { self.lo.saturating_sub(now) } else { now.saturating_sub(self.hi).max(0) };
+        self.widened(gap / 10)
+    }
+
     /// The length of the range in microseconds (0 for an instant).
     pub fn span(&self) -> i64 {
         self.hi - self.lo
@@ -232,5 +241,16 @@ mod tests {
         assert_eq!(DateRange::period(end, start), None);
         assert_eq!(DateRange::parse("9999").expect("the last year").hi, DateRange::MAX);
         assert_eq!(DateRange::parse("0001").expect("the first year").lo, DateRange::MIN);
+    }
+
+    #[test]
+    fn approximately_widens_by_a_tenth_of_the_gap_to_now() {
+        let day = DateRange::parse("2014-01-01").expect("a day");
+        let now = micros("2024-01-01T00:00:00Z");
+        let gap = now - day.hi;
+        assert_eq!(day.approximately(now), DateRange { lo: day.lo - gap / 10, hi: day.hi + gap / 10 });
+        let future = DateRange::parse("2034-01-01").expect("a day");
+        assert_eq!(future.approximately(now).lo, future.lo - (future.lo - now) / 10);
+        assert_eq!(day.approximately(day.lo + 1), day);
     }
 }

@@ -17,6 +17,7 @@ pub mod date_range;
 pub mod decimal;
 pub mod matcher;
 pub mod query;
+pub mod shape;
 pub mod terms;
 pub mod values;
 
@@ -87,7 +88,8 @@ pub enum Modifier {
     Exact,
     /// `:contains` (string, uri): anywhere in the value, case and accent insensitive.
     Contains,
-    /// `:text` (token, reference): the display text, as a string search.
+    /// `:text` (token): the display text, as a string search (R4 defines no `:text` on
+    /// references; the parser refuses it there).
     Text,
     /// `:not` (token): no value matches.
     Not,
@@ -203,9 +205,11 @@ pub struct ResultParams {
     pub summary: Option<SummaryMode>,
     /// `_elements`: top-level element names.
     pub elements: Vec<String>,
-    /// `_contained` / `_containedType` are not supported and rejected by the parser.
+    // `_contained` / `_containedType` are not supported and rejected by the parser.
     /// The opaque cursor of a next/previous link (`_cursor`), as sent.
     pub cursor: Option<String>,
+    /// `_type` of a system search: the resource types searched (empty: all types).
+    pub types: Vec<String>,
 }
 
 /// One `_sort` key.

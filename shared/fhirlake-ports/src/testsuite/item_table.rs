@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::{expect, expect_eq, expect_kind, join_all, CaseFuture, CaseResult, Namespace, Step};
-use crate::{AttrValue, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageErrorKind, Write, MAX_TRANSACT_ITEMS};
+use crate::{
+    AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageErrorKind, Write, MAX_TRANSACT_ITEMS,
+};
 
 /// One item table case, boxed so the cases fit in a table.
 pub type ItemTableCase = for<'a> fn(&'a dyn ItemTable) -> CaseFuture<'a>;
@@ -32,6 +34,8 @@ macro_rules! __item_table_cases {
             query_rejects_bad_requests,
             sort_keys_compare_bytewise,
             batch_get_returns_existing_items,
+            batch_write_puts_and_deletes,
+            batch_write_rejects_malformed_batches,
             item_size_limit,
             transaction_size_limit,
             attribute_types_round_trip,
@@ -450,6 +454,44 @@ pub async fn batch_get_returns_existing_items(table: &dyn ItemTable) -> CaseResu
     let found: BTreeSet<(Key, i64)> = found.iter().map(|item| (item.key.clone(), item.get_i64("version").unwrap_or(-1))).collect();
     expect_eq(found.len(), expected.len(), "number of items found")?;
     expect_eq(found, expected, "items found")
+}
+
+/// `batch_write` applies any number of unconditional puts (replacing) and deletes (of present
+/// and missing items), across partitions.
+pub async fn batch_write_puts_and_deletes(table: &dyn ItemTable) -> CaseResult {
+    let ns = Namespace::new("batch_write_puts_and_deletes");
+    table.batch_write(Vec::new()).await.step("empty batch")?;
+    let keys: Vec<Key> = (0..60).map(|i| Key::new(ns.key(&format!("p{}", i % 4)), format!("s{i:03}"))).collect();
+    for key in keys.iter().step_by(3) {
+        table.put(item(key, -1), Condition::Always).await.step("seed")?;
+    }
+    let writes =
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| if i % 5 == 0 { BatchWrite::Delete(key.clone()) } else { BatchWrite::Put(item(key, i as i64)) });
+    table.batch_write(writes.collect()).await.step("batch of 60")?;
+    let found = table.batch_get(&keys).await.step("batch get")?;
+    let found: BTreeSet<(Key, i64)> = found.iter().map(|item| (item.key.clone(), item.get_i64("version").unwrap_or(-2))).collect();
+    let expected: BTreeSet<(Key, i64)> =
+        keys.iter().enumerate().filter(|(i, _)| i % 5 != 0).map(|(i, key)| (key.clone(), i as i64)).collect();
+    expect_eq(found, expected, "items after the batch")
+}
+
+/// A batch touching one key twice, or holding an oversized item, is refused before anything
+/// is written.
+pub async fn batch_write_rejects_malformed_batches(table: &dyn ItemTable) -> CaseResult {
+    let ns = Namespace::new("batch_write_rejects_malformed_batches");
+    let key = Key::new(ns.key("p"), "a");
+    let other = Key::new(ns.key("p"), "b");
+    let twice = vec![BatchWrite::Put(item(&other, 1)), BatchWrite::Put(item(&key, 1)), BatchWrite::Delete(key.clone())];
+    expect_kind(table.batch_write(twice).await, StorageErrorKind::Invalid, "a key twice")?;
+    let big = blob_item(&Key::new(ns.key("p"), "big"), 400 * 1024);
+    expect_kind(
+        table.batch_write(vec![BatchWrite::Put(item(&other, 1)), BatchWrite::Put(big)]).await,
+        StorageErrorKind::TooLarge,
+        "an oversized item",
+    )?;
+    expect_eq(table.get(&other).await.step("get")?, None, "item of a refused batch")
 }
 
 fn blob_item(key: &Key, len: usize) -> Item {

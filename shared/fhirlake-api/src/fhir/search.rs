@@ -1,0 +1,137 @@
+//! Search interactions: `GET [type]?…`, `POST [type]/_search` (form-encoded parameters) and
+//! compartment searches `GET [compartment]/[id]/[type]?…`, answered with searchset Bundles.
+
+use std::borrow::Cow;
+
+use axum::response::Response;
+use fhirlake_core::datastores::ActiveDatastore;
+use fhirlake_core::search::{Scope, SearchPage};
+use fhirlake_core::Services;
+use fhirlake_fhir::bundle::{searchset_bundle, Link, SearchEntry};
+use fhirlake_fhir::search::query::{self, Handling, SearchError};
+use fhirlake_fhir::search::{shape, SearchRequest, SummaryMode};
+use http::{header, StatusCode};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::error::FhirError;
+use super::response::fhir_json;
+use super::FhirRequest;
+
+/// Page size when `_count` is absent.
+pub const DEFAULT_COUNT: usize = 100;
+/// Largest page size; larger `_count`s are reduced to it (search.html#count).
+pub const MAX_COUNT: usize = 1000;
+
+/// Parameters that shape the response, not the match set, and are left out of `self` links
+/// of later pages.
+const PAGING: [&str; 1] = ["_cursor"];
+
+/// Runs a search of `resource_type` with the request's query (and, for POST, its form body).
+pub async fn search(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    base: &str,
+    resource_type: &str,
+    scope: Scope,
+) -> Result<Response, FhirError> {
+    let params = parameters(req)?;
+    let handling = req.headers.get("prefer").and_then(|v| v.to_str().ok()).map(Handling::from_prefer).unwrap_or_default();
+    let request = query::parse(Some(resource_type), &params, handling).map_err(search_error)?;
+    let count = request.result.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT);
+    let summary_count = request.result.summary == Some(SummaryMode::Count);
+    let page = services.search.search(ds, &request, &scope, if summary_count { 0 } else { count }).await?;
+    let path = match &scope.compartment {
+        Some((compartment, id)) => format!("{compartment}/{id}/{resource_type}"),
+        None => resource_type.to_string(),
+    };
+    let body = render(base, &path, &params, &request, &page, summary_count)?;
+    Ok(fhir_json(StatusCode::OK, body))
+}
+
+/// The query's parameters, then the form body's for `POST …/_search` (http.html#search).
+fn parameters(req: &FhirRequest<'_>) -> Result<Vec<(String, String)>, FhirError> {
+    let mut params: Vec<(String, String)> = req.query.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
+    if req.method == http::Method::POST {
+        let form = req
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+        if !form && !req.body.is_empty() {
+            return Err(FhirError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-supported",
+                "post search parameters as application/x-www-form-urlencoded",
+            ));
+        }
+        params.extend(url::form_urlencoded::parse(&req.body).into_owned());
+    }
+    Ok(params)
+}
+
+fn search_error(e: SearchError) -> FhirError {
+    FhirError::new(StatusCode::BAD_REQUEST, e.issue_code(), e.to_string())
+}
+
+fn render(
+    base: &str,
+    path: &str,
+    params: &[(String, String)],
+    request: &SearchRequest,
+    page: &SearchPage,
+    summary_count: bool,
+) -> Result<Vec<u8>, FhirError> {
+    let query: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| !PAGING.contains(&k.as_str()) && !request.ignored.contains(k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let link = |cursor: Option<&str>| {
+        let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &query {
+            serializer.append_pair(k, v);
+        }
+        if let Some(c) = cursor {
+            serializer.append_pair("_cursor", c);
+        }
+        let q = serializer.finish();
+        if q.is_empty() {
+            format!("{base}{path}")
+        } else {
+            format!("{base}{path}?{q}")
+        }
+    };
+    let mut links = vec![Link { relation: "self", url: link(request.result.cursor.as_deref()) }];
+    if let Some(next) = &page.next_cursor {
+        links.push(Link { relation: "next", url: link(Some(next)) });
+    }
+    let mut raws: Vec<(String, Box<RawValue>, &'static str)> = Vec::new();
+    if !summary_count {
+        let shaping = matches!(request.result.summary, Some(SummaryMode::True | SummaryMode::Text | SummaryMode::Data))
+            || !request.result.elements.is_empty();
+        for (version, mode) in page.matches.iter().map(|v| (v, "match")).chain(page.included.iter().map(|v| (v, "include"))) {
+            let Some(body) = &version.body else { continue };
+            let text: Cow<'_, str> = String::from_utf8_lossy(body);
+            let text = if shaping {
+                let value: Value = serde_json::from_str(&text).map_err(|_| internal())?;
+                match shape::shape(&value, request.result.summary, &request.result.elements) {
+                    Some(shaped) => Cow::Owned(serde_json::to_string(&shaped).map_err(|_| internal())?),
+                    None => text,
+                }
+            } else {
+                text
+            };
+            let raw = RawValue::from_string(text.into_owned()).map_err(|_| internal())?;
+            raws.push((format!("{base}{}/{}", version.resource_type, version.id), raw, mode));
+        }
+    }
+    let entries: Vec<SearchEntry<'_>> =
+        raws.iter().map(|(url, raw, mode)| SearchEntry { full_url: url.clone(), resource: raw, mode }).collect();
+    Ok(searchset_bundle(&entries, &links, page.total))
+}
+
+fn internal() -> FhirError {
+    FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", "internal error")
+}

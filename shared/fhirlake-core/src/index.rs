@@ -1,0 +1,65 @@
+//! The search index entries of one stored version: a listing entry for its type, an entry per
+//! equality term (blinded with the datastore's [`IndexKey`]) and per ordered value of each of
+//! the type's search parameters. Key patterns are in [`crate::layout`]; `docs/search.md`
+//! explains how entries become visible with their version and why that makes them consistent.
+
+use fhirlake_fhir::registry::{self, SearchParamType};
+use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
+use fhirlake_fhir::search::values;
+use fhirlake_ports::{AttrValue, Item, Key};
+use serde_json::Value;
+
+use crate::crypto::IndexKey;
+use crate::layout;
+
+/// Attribute of an index entry holding the version it belongs to.
+pub const VERSION_ATTR: &str = "v";
+
+/// The version an entry names, as found in the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The logical id.
+    pub id: String,
+    /// The version number.
+    pub version: u64,
+    /// The write token of that version.
+    pub token: String,
+}
+
+impl EntryRef {
+    /// Reads an index entry item; `None` when it is not one.
+    pub fn from_item(item: &Item) -> Option<Self> {
+        let (id, token) = layout::parse_entry_sk(&item.key.sk)?;
+        let version = u64::try_from(item.get_i64(VERSION_ATTR)?).ok()?;
+        Some(EntryRef { id: id.to_string(), version, token: token.to_string() })
+    }
+}
+
+/// Every index entry of the version `version` (write token `token`) of `resource`.
+pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
+    let stamp = |k: Key| Item::new(k).with(VERSION_ATTR, AttrValue::N(version as i64));
+    let mut items = vec![stamp(Key::new(layout::listing_pk(ds, resource_type), layout::entry_sk(id, token)))];
+    for param in registry::search_params(resource_type) {
+        if matches!(param.kind, SearchParamType::Composite | SearchParamType::Special) || param.expression_for(resource_type).is_none() {
+            continue;
+        }
+        let found = values::extract(resource_type, param, resource);
+        for term in index_terms(param, &found) {
+            let entry = match term {
+                IndexTerm::Exact(term) => {
+                    let blinded = key.blind(resource_type, param.code, &term);
+                    Key::new(layout::term_pk(ds, resource_type, param.code, &blinded), layout::entry_sk(id, token))
+                }
+                IndexTerm::Ordered { unit, side, key: order } => {
+                    let unit = unit.map(|u| key.blind(resource_type, param.code, &u));
+                    Key::new(
+                        layout::ordered_pk(ds, resource_type, param.code, side, unit.as_deref()),
+                        layout::ordered_sk(&order, id, token),
+                    )
+                }
+            };
+            items.push(stamp(entry));
+        }
+    }
+    items
+}

@@ -1,0 +1,757 @@
+//! FHIR search over the index entries of [`crate::index`]: plan, candidates, verification,
+//! paging, sorting, chains, `_has` and includes.
+//!
+//! A search turns each criterion into a *filter*. Chains are resolved first: `subject:Patient.
+//! name=x` searches Patients named x and becomes `subject=Patient/a,Patient/b,…`; `_has` runs
+//! the inner search and becomes a set of ids. One filter *drives*: its index entries are read
+//! in id order (equality terms and the type listing stream page by page; ordered ranges and id
+//! sets are collected first). Each candidate entry is checked against its version (it counts
+//! only when that version is the latest and was stored by the same write) and the resource is
+//! then verified against every filter with the matcher of `fhirlake_fhir::search`, except the
+//! driver when its lookup is complete. The matcher, not the index, defines a match.
+//!
+//! Paging: unsorted results come in id order and the cursor is the last id returned, so pages
+//! are stable under concurrent writes. Sorted results are collected, sorted and paged by
+//! position, anchored on the last id.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use base64::Engine;
+use fhirlake_fhir::registry::{self, SearchParamDef, SearchParamType};
+use fhirlake_fhir::search::terms::{self, Lookup};
+use fhirlake_fhir::search::{matcher, values, Criterion, Include, Link, Modifier, QueryValue, SearchRequest, SearchValue, SortKey};
+use fhirlake_ports::{Item, Key, Query, SkRange};
+use serde_json::Value;
+
+use crate::crypto::IndexKey;
+use crate::datastores::ActiveDatastore;
+use crate::index::EntryRef;
+use crate::layout;
+use crate::resources::{ResourceService, StoredVersion};
+use crate::{Backends, CoreError, CoreResult};
+
+/// Entries read from one index partition per query.
+const ENTRY_PAGE: usize = 200;
+/// Most resources an `_include:iterate` / `_revinclude:iterate` adds to one page.
+const MAX_INCLUDED: usize = 5000;
+/// Most rounds of `:iterate`.
+const MAX_ITERATIONS: usize = 8;
+
+/// One page of search results.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPage {
+    /// The matches, in result order.
+    pub matches: Vec<StoredVersion>,
+    /// Resources added by `_include` / `_revinclude` (search mode `include`).
+    pub included: Vec<StoredVersion>,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+    /// The number of matches, when asked for or known for free.
+    pub total: Option<u64>,
+}
+
+/// What a search is confined to besides its criteria.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// A compartment: `("Patient", "123")` searches `Patient/123/{type}`.
+    pub compartment: Option<(String, String)>,
+}
+
+/// Runs searches.
+#[derive(Clone)]
+pub struct SearchService {
+    backends: Backends,
+    resources: ResourceService,
+}
+
+/// One requirement on a resource.
+#[derive(Debug, Clone)]
+enum Filter {
+    /// A criterion on the type's own parameter.
+    Criterion(Criterion),
+    /// At least one of these criteria (a compartment's parameters).
+    AnyOf(Vec<Criterion>),
+    /// The id is one of these (a resolved `_has`).
+    Ids(BTreeSet<String>),
+}
+
+/// Where candidates come from.
+enum Driver {
+    /// Index partitions whose entries are merged in id order.
+    Stream(MergedEntries),
+    /// Entries collected up front, by id.
+    Collected(VecDeque<EntryRef>),
+    /// Ids whose latest versions are the candidates.
+    Ids(VecDeque<String>),
+}
+
+impl SearchService {
+    /// Builds the service.
+    pub fn new(backends: Backends, resources: ResourceService) -> Self {
+        SearchService { backends, resources }
+    }
+
+    /// One page of the search `request` on its resource type, at most `count` matches.
+    pub async fn search(&self, ds: &ActiveDatastore, request: &SearchRequest, scope: &Scope, count: usize) -> CoreResult<SearchPage> {
+        let resource_type = request
+            .resource_type
+            .as_deref()
+            .ok_or_else(|| CoreError::Invalid("system-wide search is not supported yet: search one resource type".into()))?;
+        let mut filters = Vec::new();
+        if let Some((compartment, id)) = &scope.compartment {
+            match compartment_filter(compartment, id, resource_type) {
+                Some(filter) => filters.push(filter),
+                None => return Ok(SearchPage { total: Some(0), ..SearchPage::default() }),
+            }
+        }
+        let Some(resolved) = self.resolve(ds, resource_type, &request.criteria).await? else {
+            return Ok(SearchPage { total: Some(0), ..SearchPage::default() });
+        };
+        filters.extend(resolved);
+        if count == 0 {
+            // `_count=0` and `_summary=count`: the number of matches only.
+            let total = self.all_matches(ds, resource_type, &filters).await?.len() as u64;
+            return Ok(SearchPage { total: Some(total), ..SearchPage::default() });
+        }
+        let mut page = if request.result.sort.is_empty() {
+            self.page_by_id(ds, resource_type, &filters, count, request.result.cursor.as_deref()).await?
+        } else {
+            self.page_sorted(ds, resource_type, &filters, &request.result.sort, count, request.result.cursor.as_deref()).await?
+        };
+        if request.result.total.is_some_and(|t| t != fhirlake_fhir::search::TotalMode::None) && page.total.is_none() {
+            page.total = Some(self.all_matches(ds, resource_type, &filters).await?.len() as u64);
+        }
+        page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
+        Ok(page)
+    }
+
+    /// Every resource matching the criteria (no paging), for chains, `_has`, conditional
+    /// operations and sorting.
+    pub async fn find_all(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Vec<StoredVersion>> {
+        let Some(filters) = self.resolve(ds, resource_type, criteria).await? else { return Ok(Vec::new()) };
+        self.all_matches(ds, resource_type, &filters).await
+    }
+
+    /// Turns criteria into filters, resolving chains and `_has`; `None` when some chain
+    /// matches nothing (so the search matches nothing).
+    async fn resolve(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Option<Vec<Filter>>> {
+        let mut filters = Vec::with_capacity(criteria.len());
+        for criterion in criteria {
+            let Some((link, rest)) = criterion.path.split_first() else {
+                filters.push(Filter::Criterion(criterion.clone()));
+                continue;
+            };
+            let inner = Criterion { path: rest.to_vec(), ..criterion.clone() };
+            match link {
+                Link::Forward { param, target } => {
+                    let next_code = rest.first().map_or(criterion.param.code, |l| match l {
+                        Link::Forward { param, .. } | Link::Reverse { param, .. } => param.code,
+                    });
+                    let targets: Vec<&str> = match target {
+                        Some(t) => vec![t.as_str()],
+                        None => param
+                            .targets
+                            .iter()
+                            .copied()
+                            .filter(|t| !rest.is_empty() || registry::search_param(t, next_code).is_some())
+                            .collect(),
+                    };
+                    let mut references = Vec::new();
+                    for target_type in targets {
+                        let Some(inner) = retarget(&inner, target_type) else { continue };
+                        for found in Box::pin(self.find_all(ds, target_type, std::slice::from_ref(&inner))).await? {
+                            references.push(QueryValue::Reference(format!("{target_type}/{}", found.id)));
+                        }
+                    }
+                    if references.is_empty() {
+                        return Ok(None);
+                    }
+                    filters.push(Filter::Criterion(Criterion { path: Vec::new(), param, modifier: Modifier::None, values: references }));
+                }
+                Link::Reverse { source, param } => {
+                    let mut ids = BTreeSet::new();
+                    for found in Box::pin(self.find_all(ds, source, std::slice::from_ref(&inner))).await? {
+                        let Some(body) = parse_body(&found)? else { continue };
+                        for value in values::extract(source, param, &body) {
+                            if let SearchValue::Reference { reference, .. } = value {
+                                if let Some(id) = reference.strip_prefix(resource_type).and_then(|r| r.strip_prefix('/')) {
+                                    ids.insert(id.to_string());
+                                }
+                            }
+                        }
+                    }
+                    if ids.is_empty() {
+                        return Ok(None);
+                    }
+                    filters.push(Filter::Ids(ids));
+                }
+            }
+        }
+        Ok(Some(filters))
+    }
+
+    /// One page in id order after the cursor.
+    async fn page_by_id(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        filters: &[Filter],
+        count: usize,
+        cursor: Option<&str>,
+    ) -> CoreResult<SearchPage> {
+        let after = match cursor {
+            None => None,
+            Some(c) => Some(decode_cursor(c)?.after),
+        };
+        let index_key = self.resources.index_key(ds).await?;
+        let (mut driver, driver_index) = self.driver(ds, &index_key, resource_type, filters, after.as_deref()).await?;
+        let now = self.backends.clock.now().timestamp_micros();
+        let mut matches = Vec::new();
+        let wanted = count + 1;
+        while matches.len() < wanted {
+            let batch = self.next_candidates(ds, resource_type, &mut driver, (wanted - matches.len()).max(32)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for version in batch {
+                if verify(resource_type, &version, filters, driver_index, now)? {
+                    matches.push(version);
+                }
+            }
+        }
+        let next_cursor = if matches.len() > count {
+            matches.truncate(count);
+            matches.last().map(|v| encode_cursor(&Cursor { after: v.id.clone(), position: None }))
+        } else {
+            None
+        };
+        let total = (cursor.is_none() && next_cursor.is_none()).then_some(matches.len() as u64);
+        Ok(SearchPage { matches, next_cursor, total, included: Vec::new() })
+    }
+
+    /// One page of sorted results.
+    async fn page_sorted(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        filters: &[Filter],
+        sort: &[SortKey],
+        count: usize,
+        cursor: Option<&str>,
+    ) -> CoreResult<SearchPage> {
+        let mut all = self.all_matches(ds, resource_type, filters).await?;
+        let mut keyed = Vec::with_capacity(all.len());
+        for version in all.drain(..) {
+            let body = parse_body(&version)?.unwrap_or(Value::Null);
+            let keys: Vec<Option<SortValue>> = sort.iter().map(|k| sort_value(resource_type, k, &body)).collect();
+            keyed.push((keys, version));
+        }
+        keyed.sort_by(|(a, va), (b, vb)| compare_sort(sort, a, b).then_with(|| va.id.cmp(&vb.id)));
+        let total = keyed.len();
+        let start = match cursor {
+            None => 0,
+            Some(c) => {
+                let c = decode_cursor(c)?;
+                match keyed.iter().position(|(_, v)| v.id == c.after) {
+                    Some(i) => i + 1,
+                    None => c.position.unwrap_or(0),
+                }
+            }
+        };
+        let end = (start + count).min(total);
+        let matches: Vec<StoredVersion> = keyed.into_iter().skip(start).take(end.saturating_sub(start)).map(|(_, v)| v).collect();
+        let next_cursor =
+            (end < total).then(|| matches.last().map(|v| encode_cursor(&Cursor { after: v.id.clone(), position: Some(end) }))).flatten();
+        Ok(SearchPage { matches, next_cursor, total: Some(total as u64), included: Vec::new() })
+    }
+
+    /// Every match, in id order.
+    async fn all_matches(&self, ds: &ActiveDatastore, resource_type: &str, filters: &[Filter]) -> CoreResult<Vec<StoredVersion>> {
+        let index_key = self.resources.index_key(ds).await?;
+        let (mut driver, driver_index) = self.driver(ds, &index_key, resource_type, filters, None).await?;
+        let now = self.backends.clock.now().timestamp_micros();
+        let mut matches = Vec::new();
+        loop {
+            let batch = self.next_candidates(ds, resource_type, &mut driver, 256).await?;
+            if batch.is_empty() {
+                return Ok(matches);
+            }
+            for version in batch {
+                if verify(resource_type, &version, filters, driver_index, now)? {
+                    matches.push(version);
+                }
+            }
+        }
+    }
+
+    /// Picks the filter whose index narrows candidates best. Returns the driver and, when its
+    /// lookup is complete, the filter's index (which then needs no verification).
+    async fn driver(
+        &self,
+        ds: &ActiveDatastore,
+        index_key: &IndexKey,
+        resource_type: &str,
+        filters: &[Filter],
+        after: Option<&str>,
+    ) -> CoreResult<(Driver, Option<usize>)> {
+        // Rank: id sets, complete equality lookups, other equality lookups, ranges, scan.
+        let mut best: Option<(u8, usize, usize)> = None;
+        let mut lookups = Vec::with_capacity(filters.len());
+        for (i, filter) in filters.iter().enumerate() {
+            let (rank, size, lookup) = match filter {
+                Filter::Ids(ids) => (0, ids.len(), None),
+                Filter::Criterion(c) => {
+                    let lookup = terms::lookup(c);
+                    let (rank, size) = lookup_rank(&lookup);
+                    (rank, size, Some(vec![lookup]))
+                }
+                Filter::AnyOf(criteria) => {
+                    let all: Vec<Lookup> = criteria.iter().map(terms::lookup).collect();
+                    let rank = all.iter().map(|l| lookup_rank(l).0).max().unwrap_or(4);
+                    let size = all.iter().map(|l| lookup_rank(l).1).sum();
+                    (if rank <= 2 { rank } else { 4 }, size, Some(all))
+                }
+            };
+            lookups.push(lookup);
+            if best.is_none_or(|(r, s, _)| (rank, size) < (r, s)) {
+                best = Some((rank, size, i));
+            }
+        }
+        let Some((rank, _, chosen)) = best else { return Ok((self.listing(ds, resource_type, after), None)) };
+        if rank >= 4 {
+            return Ok((self.listing(ds, resource_type, after), None));
+        }
+        if let Filter::Ids(ids) = &filters[chosen] {
+            let ids = ids.iter().filter(|id| after.is_none_or(|a| id.as_str() > a)).cloned().collect();
+            return Ok((Driver::Ids(ids), Some(chosen)));
+        }
+        let chosen_lookups = lookups[chosen].take().unwrap_or_default();
+        let mut pks = Vec::new();
+        let mut complete = true;
+        let mut collected: BTreeMap<String, Vec<EntryRef>> = BTreeMap::new();
+        let mut has_ranges = false;
+        for lookup in chosen_lookups {
+            match lookup {
+                Lookup::Terms { param, terms, complete: c } => {
+                    complete &= c;
+                    pks.extend(
+                        terms.iter().map(|t| layout::term_pk(&ds.id, resource_type, param, &index_key.blind(resource_type, param, t))),
+                    );
+                }
+                Lookup::Ranges { param, ranges } => {
+                    complete = false;
+                    has_ranges = true;
+                    for range in ranges {
+                        let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
+                        let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
+                        let sk_range = match (&range.from, &range.to) {
+                            (None, None) => SkRange::All,
+                            (Some(f), None) => SkRange::AtLeast(f.clone()),
+                            (None, Some(t)) => SkRange::AtMost(format!("{t}#~")),
+                            (Some(f), Some(t)) => SkRange::Between(f.clone(), format!("{t}#~")),
+                        };
+                        for item in self.read_partition(Query::partition(pk, ENTRY_PAGE).range(sk_range)).await? {
+                            if let Some(entry) = EntryRef::from_item(&item) {
+                                if after.is_none_or(|a| entry.id.as_str() > a) {
+                                    collected.entry(entry.id.clone()).or_default().push(entry);
+                                }
+                            }
+                        }
+                    }
+                }
+                Lookup::Scan => return Ok((self.listing(ds, resource_type, after), None)),
+            }
+        }
+        if has_ranges {
+            if !pks.is_empty() {
+                return Ok((self.listing(ds, resource_type, after), None));
+            }
+            let entries = collected.into_values().flatten().collect();
+            return Ok((Driver::Collected(entries), None));
+        }
+        Ok((Driver::Stream(MergedEntries::new(pks, after)), complete.then_some(chosen)))
+    }
+
+    fn listing(&self, ds: &ActiveDatastore, resource_type: &str, after: Option<&str>) -> Driver {
+        Driver::Stream(MergedEntries::new(vec![layout::listing_pk(&ds.id, resource_type)], after))
+    }
+
+    /// Every item of a partition range.
+    async fn read_partition(&self, mut query: Query) -> CoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        loop {
+            let page = self.backends.table.query(&query).await?;
+            items.extend(page.items);
+            match page.last_evaluated {
+                Some(last) => query.start_after = Some(last),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// The next candidates of the driver that are current versions, in id order.
+    async fn next_candidates(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        driver: &mut Driver,
+        want: usize,
+    ) -> CoreResult<Vec<StoredVersion>> {
+        match driver {
+            Driver::Ids(ids) => {
+                let mut out = Vec::new();
+                while out.len() < want {
+                    let Some(id) = ids.pop_front() else { break };
+                    match self.resources.read(ds, resource_type, &id).await {
+                        Ok(v) => out.push(v),
+                        Err(CoreError::NotFound(_) | CoreError::Gone(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(out)
+            }
+            Driver::Collected(entries) => {
+                let take = want.min(entries.len());
+                let batch: Vec<EntryRef> = entries.drain(..take).collect();
+                self.current_versions(ds, resource_type, batch).await
+            }
+            Driver::Stream(stream) => {
+                let mut out = Vec::new();
+                while out.len() < want {
+                    let batch = stream.next_batch(self, want.max(ENTRY_PAGE)).await?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    out.extend(self.current_versions(ds, resource_type, batch).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The versions the entries name that are current and were stored by the entries' writes,
+    /// in entry order, one per id.
+    async fn current_versions(&self, ds: &ActiveDatastore, resource_type: &str, entries: Vec<EntryRef>) -> CoreResult<Vec<StoredVersion>> {
+        let mut keys = Vec::with_capacity(entries.len() * 2);
+        for e in &entries {
+            keys.push(layout::version_key(&ds.id, resource_type, &e.id, e.version));
+            keys.push(layout::version_key(&ds.id, resource_type, &e.id, e.version + 1));
+        }
+        let mut items: HashMap<Key, Item> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            items.extend(self.backends.table.batch_get(chunk).await?.into_iter().map(|i| (i.key.clone(), i)));
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let next = layout::version_key(&ds.id, resource_type, &e.id, e.version + 1);
+            let this = layout::version_key(&ds.id, resource_type, &e.id, e.version);
+            let Some(item) = items.get(&this) else { continue };
+            if items.contains_key(&next) || item.get_str("wt") != Some(e.token.as_str()) || seen.contains(&e.id) {
+                continue;
+            }
+            let version = self.resources.open_version_item(ds, item).await?;
+            if version.is_deleted() {
+                continue;
+            }
+            seen.insert(e.id);
+            out.push(version);
+        }
+        Ok(out)
+    }
+
+    /// The resources `_include` and `_revinclude` add to a page (not already in it).
+    async fn includes(
+        &self,
+        ds: &ActiveDatastore,
+        matches: &[StoredVersion],
+        include: &[Include],
+        revinclude: &[Include],
+    ) -> CoreResult<Vec<StoredVersion>> {
+        if include.is_empty() && revinclude.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut have: BTreeSet<(String, String)> = matches.iter().map(|v| (v.resource_type.clone(), v.id.clone())).collect();
+        let mut included = Vec::new();
+        let mut frontier: Vec<StoredVersion> = matches.to_vec();
+        for round in 0..MAX_ITERATIONS {
+            let mut added = Vec::new();
+            for inc in include.iter().filter(|i| round == 0 || i.iterate) {
+                for source in &frontier {
+                    if inc.source != "*" && inc.source != source.resource_type {
+                        continue;
+                    }
+                    let Some(body) = parse_body(source)? else { continue };
+                    for param in include_params(&source.resource_type, inc) {
+                        for value in values::extract(&source.resource_type, param, &body) {
+                            let SearchValue::Reference { reference, .. } = value else { continue };
+                            let Some((t, id)) = reference.split_once('/') else { continue };
+                            if inc.target.as_deref().is_some_and(|target| target != t) || id.contains('/') || !registry::is_resource_type(t)
+                            {
+                                continue;
+                            }
+                            if have.insert((t.to_string(), id.to_string())) {
+                                match self.resources.read(ds, t, id).await {
+                                    Ok(v) => added.push(v),
+                                    Err(CoreError::NotFound(_) | CoreError::Gone(_)) => {}
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for inc in revinclude.iter().filter(|i| round == 0 || i.iterate) {
+                for source_type in revinclude_sources(inc) {
+                    for param in include_params(source_type, inc) {
+                        let refs: Vec<QueryValue> = frontier
+                            .iter()
+                            .filter(|v| param.targets.is_empty() || param.targets.contains(&v.resource_type.as_str()))
+                            .filter(|v| inc.target.as_deref().is_none_or(|t| t == v.resource_type))
+                            .map(|v| QueryValue::Reference(format!("{}/{}", v.resource_type, v.id)))
+                            .collect();
+                        if refs.is_empty() {
+                            continue;
+                        }
+                        let criterion = Criterion { path: Vec::new(), param, modifier: Modifier::None, values: refs };
+                        for found in self.find_all(ds, source_type, &[criterion]).await? {
+                            if have.insert((found.resource_type.clone(), found.id.clone())) {
+                                added.push(found);
+                            }
+                        }
+                    }
+                }
+            }
+            if added.is_empty() || included.len() + added.len() > MAX_INCLUDED {
+                included.extend(added);
+                break;
+            }
+            included.extend(added.iter().cloned());
+            frontier = added;
+            if !include.iter().chain(revinclude).any(|i| i.iterate) {
+                break;
+            }
+        }
+        Ok(included)
+    }
+}
+
+/// The parameters an include follows: the named one, or every reference parameter of the type.
+fn include_params(resource_type: &str, inc: &Include) -> Vec<&'static SearchParamDef> {
+    match inc.param {
+        Some(p) => registry::search_param(resource_type, p.code).into_iter().collect(),
+        None => registry::search_params(resource_type).filter(|p| p.kind == SearchParamType::Reference).collect(),
+    }
+}
+
+/// The types a `_revinclude` reads from.
+fn revinclude_sources(inc: &Include) -> Vec<&str> {
+    if inc.source == "*" {
+        registry::resource_types().to_vec()
+    } else {
+        vec![inc.source.as_str()]
+    }
+}
+
+/// A criterion re-bound to the same-named parameter of another type (chains whose target type
+/// was not given resolve the parameter on each candidate type).
+fn retarget(criterion: &Criterion, target_type: &str) -> Option<Criterion> {
+    if criterion.path.is_empty() {
+        let param = registry::search_param(target_type, criterion.param.code)?;
+        return Some(Criterion { param, ..criterion.clone() });
+    }
+    Some(criterion.clone())
+}
+
+/// The compartment filter of `{compartment}/{id}/{type}`: any of the type's compartment
+/// parameters references the compartment resource. `None` when the type is not in it.
+fn compartment_filter(compartment: &str, id: &str, resource_type: &str) -> Option<Filter> {
+    if compartment == resource_type {
+        return Some(Filter::Ids(BTreeSet::from([id.to_string()])));
+    }
+    let params = registry::compartment_params(compartment, resource_type);
+    let criteria: Vec<Criterion> = params
+        .iter()
+        .filter_map(|code| registry::search_param(resource_type, code))
+        .filter(|p| p.kind == SearchParamType::Reference)
+        .map(|param| Criterion {
+            path: Vec::new(),
+            param,
+            modifier: Modifier::None,
+            values: vec![QueryValue::Reference(format!("{compartment}/{id}"))],
+        })
+        .collect();
+    (!criteria.is_empty()).then_some(Filter::AnyOf(criteria))
+}
+
+fn lookup_rank(lookup: &Lookup) -> (u8, usize) {
+    match lookup {
+        Lookup::Terms { terms, complete: true, .. } => (1, terms.len()),
+        Lookup::Terms { terms, .. } => (2, terms.len()),
+        Lookup::Ranges { ranges, .. } => (3, ranges.len()),
+        Lookup::Scan => (4, 0),
+    }
+}
+
+/// Whether a current version satisfies every filter (the complete driver excepted).
+fn verify(resource_type: &str, version: &StoredVersion, filters: &[Filter], skip: Option<usize>, now: i64) -> CoreResult<bool> {
+    let mut body = None;
+    for (i, filter) in filters.iter().enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
+        let ok = match filter {
+            Filter::Ids(ids) => ids.contains(&version.id),
+            Filter::Criterion(c) => {
+                let body = match &body {
+                    Some(b) => b,
+                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
+                };
+                matcher::matches_at(c, &values::extract(resource_type, c.param, body), now)
+            }
+            Filter::AnyOf(criteria) => {
+                let body = match &body {
+                    Some(b) => b,
+                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
+                };
+                criteria.iter().any(|c| matcher::matches_at(c, &values::extract(resource_type, c.param, body), now))
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn parse_body(version: &StoredVersion) -> CoreResult<Option<Value>> {
+    match &version.body {
+        None => Ok(None),
+        Some(body) => serde_json::from_slice(body).map(Some).map_err(|_| CoreError::Internal("stored body is not json".into())),
+    }
+}
+
+/// A value a resource is sorted by.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum SortValue {
+    Text(String),
+    Instant(i64),
+    Number(fhirlake_fhir::search::Decimal),
+}
+
+/// The value a sort key orders a resource by: the smallest of its values ascending, the
+/// largest descending (search.html#sort).
+fn sort_value(resource_type: &str, key: &SortKey, body: &Value) -> Option<SortValue> {
+    let param = registry::search_param(resource_type, key.param.code)?;
+    let mut found: Vec<SortValue> = values::extract(resource_type, param, body)
+        .into_iter()
+        .filter_map(|v| match v {
+            SearchValue::Date(r) => Some(SortValue::Instant(if key.descending { r.hi } else { r.lo })),
+            SearchValue::Number(n) => Some(SortValue::Number(n)),
+            SearchValue::Quantity { value, .. } => Some(SortValue::Number(value)),
+            SearchValue::String(s) => Some(SortValue::Text(values::fold(&s))),
+            SearchValue::Token { code, .. } => Some(SortValue::Text(code)),
+            SearchValue::Reference { reference, .. } => Some(SortValue::Text(reference)),
+            SearchValue::Uri(u) => Some(SortValue::Text(u)),
+            _ => None,
+        })
+        .collect();
+    found.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if key.descending {
+        found.pop()
+    } else {
+        found.into_iter().next()
+    }
+}
+
+/// Orders two resources' sort values; resources without a value come last either way.
+fn compare_sort(sort: &[SortKey], a: &[Option<SortValue>], b: &[Option<SortValue>]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (k, (x, y)) in sort.iter().zip(a.iter().zip(b)) {
+        let o = match (x, y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => {
+                let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
+                if k.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// The state of a page: the last id returned, and for sorted results its position.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    #[serde(rename = "a")]
+    after: String,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str) -> CoreResult<Cursor> {
+    let invalid = || CoreError::Invalid("invalid page cursor".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+    serde_json::from_slice(&bytes).map_err(|_| invalid())
+}
+
+/// Index partitions read page by page and merged in id order.
+struct MergedEntries {
+    heads: Vec<PartitionHead>,
+}
+
+struct PartitionHead {
+    query: Query,
+    buffer: VecDeque<EntryRef>,
+    done: bool,
+}
+
+impl MergedEntries {
+    fn new(pks: Vec<String>, after: Option<&str>) -> Self {
+        // `{id}#~` sorts after every `{id}#{token}` (tokens are hex) and before any longer id.
+        let start = after.map(|a| format!("{a}#~"));
+        let heads = pks
+            .into_iter()
+            .map(|pk| PartitionHead { query: Query::partition(pk, ENTRY_PAGE).after(start.clone()), buffer: VecDeque::new(), done: false })
+            .collect();
+        MergedEntries { heads }
+    }
+
+    /// Up to `want` entries in id order (several entries of one id come together).
+    async fn next_batch(&mut self, service: &SearchService, want: usize) -> CoreResult<Vec<EntryRef>> {
+        let mut out = Vec::with_capacity(want);
+        while out.len() < want {
+            for head in &mut self.heads {
+                if head.buffer.is_empty() && !head.done {
+                    let page = service.backends.table.query(&head.query).await?;
+                    head.buffer.extend(page.items.iter().filter_map(EntryRef::from_item));
+                    match page.last_evaluated {
+                        Some(last) => head.query.start_after = Some(last),
+                        None => head.done = true,
+                    }
+                }
+            }
+            let Some(min) = self.heads.iter().filter_map(|h| h.buffer.front()).map(|e| e.id.clone()).min() else { break };
+            for head in &mut self.heads {
+                while head.buffer.front().is_some_and(|e| e.id == min) {
+                    if let Some(e) = head.buffer.pop_front() {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
