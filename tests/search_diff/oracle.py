@@ -826,6 +826,11 @@ class Oracle:
                                            "of-type", "identifier"):
             raise SearchError(f"modifier :{modifier} is not evaluated")
         values = split_unescaped(raw_value, ",")
+        # SearchParameter.multipleOr: "whether multiple values are allowed for each time the parameter
+        # exists"; false (every R4 composite) means a comma-separated list is not a valid value, and the
+        # server refuses it (search.html#errors: 400 for a search it cannot process).
+        if len(values) > 1 and param.get("multipleOr") is False:
+            raise SearchError(f"parameter {code!r} takes a single value (multipleOr = false)")
         if modifier == "not":
             return v_not(v_any(self.match_value(resource, code, "", v, param) for v in values))
         return v_any(self.match_value(resource, code, modifier, v, param) for v in values)

@@ -354,7 +354,9 @@ def searches(resources):
     add(S("Observation", ("code-value-quantity", f"{LOINC}|29463-7$gt99")))
     add(S("Observation", ("code-value-quantity", f"{LOINC}|29463-7$100|{UCUM}|kg")))
     add(S("Observation", ("code-value-quantity", "2339-0$5.4")))
-    add(S("Observation", ("code-value-quantity", "8310-5$ge37,2339-0$lt5")))
+    # R4 composites are multipleOr = false: an OR of composite values is refused (REFUSED), so each alone.
+    add(S("Observation", ("code-value-quantity", "8310-5$ge37")))
+    add(S("Observation", ("code-value-quantity", "2339-0$lt100")))
     add(S("Observation", ("component-code-value-quantity", f"{LOINC}|8480-6$gt145")))
     add(S("Observation", ("component-code-value-quantity", f"{LOINC}|8462-4$le60")))
     add(S("Observation", ("component-code-value-quantity", "8480-6$95")))
@@ -533,6 +535,15 @@ def searches(resources):
             seen.add(s)
             unique.append(s)
     return unique
+
+
+# Searches the server must refuse (400 with an OperationOutcome), as the oracle does (SearchError):
+# a comma-separated value of a parameter whose definition says `multipleOr = false`, as every R4
+# composite does ("whether multiple values are allowed for each time the parameter exists").
+REFUSED = [
+    S("Observation", ("code-value-quantity", "8310-5$ge37,2339-0$lt5")),
+    S("Observation", ("component-code-value-quantity", f"{LOINC}|8480-6$gt145,{LOINC}|8462-4$le60")),
+]
 
 
 # --- coverage ---------------------------------------------------------------------------------------------

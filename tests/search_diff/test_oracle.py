@@ -281,6 +281,17 @@ def test_composite_pairs_values_of_the_same_component(oracle):
     assert exact(oracle, "Observation", ("code-value-concept", "72166-2$266919005")) == ["cat"]
 
 
+def test_composite_or_is_refused(oracle):
+    # Every R4 composite definition has multipleOr = false: "whether multiple values are allowed for
+    # each time the parameter exists". A comma-separated composite value is not a valid search.
+    with pytest.raises(SearchError):
+        run(oracle, "Observation", ("code-value-quantity", "29463-7$gt99,2339-0$lt5"))
+    with pytest.raises(SearchError):
+        run(oracle, "Observation", ("component-code-value-quantity", "8480-6$gt140,8462-4$gt140"))
+    # An escaped comma is part of one value, not an OR.
+    assert exact(oracle, "Observation", ("code-value-string", "72166-2$a\\,b")) == []
+
+
 def test_missing(oracle):
     assert exact(oracle, "Patient", ("active:missing", "true")) == ["mueller", "muller"]
     assert exact(oracle, "Patient", ("active:missing", "false")) == ["smith"]

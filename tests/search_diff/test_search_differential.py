@@ -129,6 +129,16 @@ def test_search_matches_the_oracle(loaded, search):
         assert first.get("total") == len(got), f"total {first.get('total')} for {len(got)} matches"
 
 
+@pytest.mark.parametrize("search", queries.REFUSED, ids=[s.test_id() for s in queries.REFUSED])
+def test_refused_search(loaded, search):
+    """A search the oracle refuses (SearchError) gets a 400 and an OperationOutcome (search.html#errors)."""
+    with pytest.raises(oracle_mod.SearchError):
+        loaded.oracle.search(search.resource_type, list(search.params))
+    resp = loaded.fhir.get(f"{search.resource_type}?{search.encoded_query()}")
+    assert resp.status_code == 400, f"{resp.status_code} {resp.text[:500]}"
+    assert resp.json().get("resourceType") == "OperationOutcome", resp.text[:500]
+
+
 def test_enough_searches():
     assert len(SEARCHES) >= 300, len(SEARCHES)
     assert len({s.test_id() for s in SEARCHES}) == len(SEARCHES), "two searches have the same test id"
