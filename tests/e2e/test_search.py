@@ -116,3 +116,6 @@ def test_bad_searches_are_400_with_an_outcome(clinic):
     lenient = search(clinic, "Patient?nosuchparam=1&gender=male")
     assert ids(lenient) == ["pb"] and "nosuchparam" not in lenient["link"][0]["url"]
     error_with(clinic.get("Patient?_cursor=" + urllib.parse.quote("not a cursor")), 400, "invalid")
+    error_with(clinic.get("Patient?_count=many"), 400, "invalid")
+    error_with(clinic.get("Patient?gender:nosuchmodifier=male", headers={"Prefer": "handling=strict"}), 400, "not-supported")
+    error_with(clinic.get("Observation?subject.nosuchparam=x", headers={"Prefer": "handling=strict"}), 400, "invalid")

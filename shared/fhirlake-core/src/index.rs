@@ -14,6 +14,14 @@ use crate::layout;
 
 /// Attribute of an index entry holding the version it belongs to.
 pub const VERSION_ATTR: &str = "v";
+/// Attribute of a version item holding the token of the write that stored it.
+pub const WRITE_TOKEN_ATTR: &str = "wt";
+
+/// Whether a version item was stored by the write whose token a history or index entry carries:
+/// the rule that makes entries of failed or losing writes invisible.
+pub fn stored_by(version_item: &Item, token: &str) -> bool {
+    version_item.get_str(WRITE_TOKEN_ATTR) == Some(token)
+}
 
 /// The version an entry names, as found in the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,8 +28,6 @@ use crate::{Backends, CoreError, CoreResult};
 const WRITE_ATTEMPTS: u32 = 12;
 /// Upper bound of the random pause before the n-th retry: 1, 2, 4, … ms, at most this.
 const MAX_RETRY_PAUSE_MS: u64 = 64;
-/// Attribute of a version item holding its write token.
-const WRITE_TOKEN_ATTR: &str = "wt";
 /// Largest `_count` honoured for history pages.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -391,7 +389,7 @@ impl ResourceService {
             // An entry whose version is missing, or was stored by another write, belongs to a
             // write that did not commit: it is not history.
             let key = layout::version_key(&ds.id, h.resource_type, h.id, h.version);
-            let Some(item) = items.get(&key).filter(|i| i.get_str(WRITE_TOKEN_ATTR) == Some(h.token)) else { continue };
+            let Some(item) = items.get(&key).filter(|i| index::stored_by(i, h.token)) else { continue };
             entries.push(self.decode(ds, h.resource_type, h.id, item).await?);
         }
         let next_cursor = if more { keys.last().cloned() } else { None };
@@ -474,7 +472,7 @@ impl ResourceService {
         let mut item = Item::new(key)
             .with("ts", AttrValue::N(at.timestamp_micros()))
             .with("op", AttrValue::S(method.code().into()))
-            .with(WRITE_TOKEN_ATTR, AttrValue::S(token.clone()));
+            .with(index::WRITE_TOKEN_ATTR, AttrValue::S(token.clone()));
         let index_key = self.cipher.index_key(ds).await?;
         let shard = layout::history_shard(id);
         let history_sk = layout::history_sk(at.timestamp_micros(), resource_type, id, version, &token);
@@ -593,7 +591,7 @@ impl ResourceService {
             let json = self.cipher.open(ds, &layout::body_aad(&ds.id, resource_type, id, version), &sealed).await?;
             Some(Bytes::from(json))
         };
-        let write_token = item.get_str(WRITE_TOKEN_ATTR).map(String::from);
+        let write_token = item.get_str(index::WRITE_TOKEN_ATTR).map(String::from);
         Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body, write_token })
     }
 }

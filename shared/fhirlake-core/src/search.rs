@@ -25,13 +25,15 @@ use serde_json::Value;
 
 use crate::crypto::IndexKey;
 use crate::datastores::ActiveDatastore;
-use crate::index::EntryRef;
+use crate::index::{self, EntryRef};
 use crate::layout;
 use crate::resources::{ResourceService, StoredVersion};
 use crate::{Backends, CoreError, CoreResult};
 
 /// Entries read from one index partition per query.
 const ENTRY_PAGE: usize = 200;
+/// Entries read from an ordered partition per query when a range is collected.
+const RANGE_PAGE: usize = 1000;
 /// Most resources an `_include:iterate` / `_revinclude:iterate` adds to one page.
 const MAX_INCLUDED: usize = 5000;
 /// Most rounds of `:iterate`.
@@ -341,22 +343,8 @@ impl SearchService {
                 Lookup::Ranges { param, ranges } => {
                     complete = false;
                     has_ranges = true;
-                    for range in ranges {
-                        let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
-                        let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
-                        let sk_range = match (&range.from, &range.to) {
-                            (None, None) => SkRange::All,
-                            (Some(f), None) => SkRange::AtLeast(f.clone()),
-                            (None, Some(t)) => SkRange::AtMost(format!("{t}#~")),
-                            (Some(f), Some(t)) => SkRange::Between(f.clone(), format!("{t}#~")),
-                        };
-                        for item in self.read_partition(Query::partition(pk, ENTRY_PAGE).range(sk_range)).await? {
-                            if let Some(entry) = EntryRef::from_item(&item) {
-                                if after.is_none_or(|a| entry.id.as_str() > a) {
-                                    collected.entry(entry.id.clone()).or_default().push(entry);
-                                }
-                            }
-                        }
+                    for (id, entries) in self.range_entries(ds, index_key, resource_type, param, &ranges, after).await? {
+                        collected.entry(id).or_default().extend(entries);
                     }
                 }
                 Lookup::Scan => return Ok((self.listing(ds, resource_type, after), None)),
@@ -366,10 +354,52 @@ impl SearchService {
             if !pks.is_empty() {
                 return Ok((self.listing(ds, resource_type, after), None));
             }
+            // Other range filters narrow the collected candidates before any version is read
+            // (`date=ge…&date=lt…`): their entries are supersets of their matches too.
+            for (j, lookup) in lookups.iter().enumerate() {
+                if j == chosen || collected.is_empty() {
+                    continue;
+                }
+                if let Some([Lookup::Ranges { param, ranges }]) = lookup.as_deref() {
+                    let other = self.range_entries(ds, index_key, resource_type, param, ranges, after).await?;
+                    collected.retain(|id, _| other.contains_key(id));
+                }
+            }
             let entries = collected.into_values().flatten().collect();
             return Ok((Driver::Collected(entries), None));
         }
         Ok((Driver::Stream(MergedEntries::new(pks, after)), complete.then_some(chosen)))
+    }
+
+    /// The entries of a parameter's ordered partitions in `ranges`, by id (ids after `after`).
+    async fn range_entries(
+        &self,
+        ds: &ActiveDatastore,
+        index_key: &IndexKey,
+        resource_type: &str,
+        param: &str,
+        ranges: &[terms::KeyRange],
+        after: Option<&str>,
+    ) -> CoreResult<BTreeMap<String, Vec<EntryRef>>> {
+        let mut collected: BTreeMap<String, Vec<EntryRef>> = BTreeMap::new();
+        for range in ranges {
+            let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
+            let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
+            let sk_range = match (&range.from, &range.to) {
+                (None, None) => SkRange::All,
+                (Some(f), None) => SkRange::AtLeast(f.clone()),
+                (None, Some(t)) => SkRange::AtMost(format!("{t}#~")),
+                (Some(f), Some(t)) => SkRange::Between(f.clone(), format!("{t}#~")),
+            };
+            for item in self.read_partition(Query::partition(pk, RANGE_PAGE).range(sk_range)).await? {
+                if let Some(entry) = EntryRef::from_item(&item) {
+                    if after.is_none_or(|a| entry.id.as_str() > a) {
+                        collected.entry(entry.id.clone()).or_default().push(entry);
+                    }
+                }
+            }
+        }
+        Ok(collected)
     }
 
     fn listing(&self, ds: &ActiveDatastore, resource_type: &str, after: Option<&str>) -> Driver {
@@ -447,7 +477,7 @@ impl SearchService {
             let next = layout::version_key(&ds.id, resource_type, &e.id, e.version + 1);
             let this = layout::version_key(&ds.id, resource_type, &e.id, e.version);
             let Some(item) = items.get(&this) else { continue };
-            if items.contains_key(&next) || item.get_str("wt") != Some(e.token.as_str()) || seen.contains(&e.id) {
+            if items.contains_key(&next) || !index::stored_by(item, &e.token) || seen.contains(&e.id) {
                 continue;
             }
             let version = self.resources.open_version_item(ds, item).await?;
@@ -595,33 +625,17 @@ fn lookup_rank(lookup: &Lookup) -> (u8, usize) {
 
 /// Whether a current version satisfies every filter (the complete driver excepted).
 fn verify(resource_type: &str, version: &StoredVersion, filters: &[Filter], skip: Option<usize>, now: i64) -> CoreResult<bool> {
-    let mut body = None;
-    for (i, filter) in filters.iter().enumerate() {
-        if Some(i) == skip {
-            continue;
-        }
-        let ok = match filter {
-            Filter::Ids(ids) => ids.contains(&version.id),
-            Filter::Criterion(c) => {
-                let body = match &body {
-                    Some(b) => b,
-                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
-                };
-                matcher::matches_at(c, &values::extract(resource_type, c.param, body), now)
-            }
-            Filter::AnyOf(criteria) => {
-                let body = match &body {
-                    Some(b) => b,
-                    None => body.insert(parse_body(version)?.unwrap_or(Value::Null)),
-                };
-                criteria.iter().any(|c| matcher::matches_at(c, &values::extract(resource_type, c.param, body), now))
-            }
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let checked = || filters.iter().enumerate().filter(|(i, _)| Some(*i) != skip).map(|(_, f)| f);
+    let body = match checked().any(|f| !matches!(f, Filter::Ids(_))) {
+        true => parse_body(version)?.unwrap_or(Value::Null),
+        false => Value::Null,
+    };
+    let holds = |c: &Criterion| matcher::matches_at(c, &values::extract(resource_type, c.param, &body), now);
+    Ok(checked().all(|filter| match filter {
+        Filter::Ids(ids) => ids.contains(&version.id),
+        Filter::Criterion(c) => holds(c),
+        Filter::AnyOf(criteria) => criteria.iter().any(holds),
+    }))
 }
 
 fn parse_body(version: &StoredVersion) -> CoreResult<Option<Value>> {

@@ -141,8 +141,13 @@ impl Ord for Decimal {
         if sign(self.mantissa) != sign(other.mantissa) {
             return sign(self.mantissa).cmp(&sign(other.mantissa));
         }
-        // Same sign: order by the order keys, which compare magnitudes exactly.
-        self.order_key().cmp(&other.order_key())
+        // Same sign: compare the mantissas at a common exponent, without allocating; only when
+        // that would overflow (exponents far apart), by the order keys, which are exact too.
+        let exponent = self.exponent.min(other.exponent);
+        match (rescale(self.mantissa, self.exponent - exponent), rescale(other.mantissa, other.exponent - exponent)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.order_key().cmp(&other.order_key()),
+        }
     }
 }
 
@@ -201,6 +206,9 @@ mod tests {
         assert!(d("-0.123") < d("-0.12"));
         assert!(d("-5") < d("0") && d("0") < d("0.0001"));
         assert!(d("99.999") < d("100"));
+        // Exponents too far apart for a common mantissa still compare exactly.
+        assert!(d("1e-40") < d("1e40") && d("-1e40") < d("-1e-40"));
+        assert_eq!(d("1e29").cmp(&d("100000000000000000000000000000")), Ordering::Equal);
     }
 
     #[test]

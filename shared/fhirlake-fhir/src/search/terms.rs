@@ -170,8 +170,8 @@ pub struct KeyRange {
 }
 
 /// The lookup of a criterion on the searched type itself (the caller resolves chains first
-/// and gives the reference criteria of each step here). `reference_targets` lists the types a
-/// bare id (`subject=123`) may point at: the parameter's targets.
+/// and gives the reference criteria of each step here). A bare id (`subject=123`) looks in
+/// every target type of the parameter.
 pub fn lookup(criterion: &Criterion) -> Lookup {
     let param = criterion.param;
     let mut terms = Vec::new();

@@ -1,8 +1,7 @@
 //! String values: folded strings, and the parts of names and addresses.
 
+pub use fhirlake_fhir::search::values::fold;
 use serde_json::Value;
-use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
 
 /// The parts of a HumanName or an Address that string search matches.
 const PARTS: [&str; 11] = ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"];
@@ -22,25 +21,6 @@ pub(super) fn values(value: &Value, push: &mut impl FnMut(String)) {
         }
         _ => {}
     }
-}
-
-/// Lower-cases, removes accents (NFKD without combining marks) and collapses whitespace:
-/// `  Ärzte  Müller ` → `arzte muller`.
-pub fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_space = false;
-    for c in s.to_lowercase().nfkd().filter(|c| !is_combining_mark(*c)) {
-        if c.is_whitespace() {
-            pending_space = !out.is_empty();
-            continue;
-        }
-        if pending_space {
-            out.push(' ');
-            pending_space = false;
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
