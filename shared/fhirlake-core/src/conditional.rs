@@ -43,17 +43,11 @@ impl ConditionalWrites {
         ConditionalWrites { resources, search }
     }
 
-    /// The one resource the criteria select, `None` when none does; 412 for several.
     async fn target(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Option<StoredVersion>> {
         if criteria.is_empty() {
             return Err(CoreError::Invalid("a conditional interaction needs search criteria".into()));
         }
-        let mut found = self.search.find_up_to(ds, resource_type, criteria, 2).await?;
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            _ => Err(CoreError::PreconditionFailed("the criteria match more than one resource".into())),
-        }
+        self.search.unique_match(ds, resource_type, criteria).await
     }
 
     /// Creates the resource unless the criteria (`If-None-Exist`) match one already.

@@ -146,6 +146,22 @@ impl SearchService {
         self.matches(ds, resource_type, &filters, limit).await
     }
 
+    /// The one resource the criteria select, `None` when none does; `PreconditionFailed` for
+    /// several (what conditional interactions and references need).
+    pub async fn unique_match(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        criteria: &[Criterion],
+    ) -> CoreResult<Option<StoredVersion>> {
+        let mut found = self.find_up_to(ds, resource_type, criteria, 2).await?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ => Err(CoreError::PreconditionFailed("the criteria match more than one resource".into())),
+        }
+    }
+
     /// `Patient/{id}/$everything` (R4 patient-operation-everything): the patient and every
     /// resource in its compartment, optionally only of `types` and only changed at or after
     /// `since`, in (type, id) order, `count` per page. Resources the compartment's members
@@ -175,20 +191,7 @@ impl SearchService {
             all.extend(self.all_matches(ds, resource_type, &[filter]).await?);
         }
         all.retain(|v| since.is_none_or(|s| v.last_updated >= s));
-        let total = all.len();
-        let start = match cursor {
-            None => 0,
-            Some(c) => {
-                let c = decode_cursor(c)?;
-                all.iter().position(|v| format!("{}/{}", v.resource_type, v.id) == c.after).map_or(c.position.unwrap_or(0), |i| i + 1)
-            }
-        };
-        let matches: Vec<StoredVersion> = all.into_iter().skip(start).take(count).collect();
-        let end = start + matches.len();
-        let next_cursor = (end < total)
-            .then(|| matches.last().map(|v| encode_cursor(&Cursor { after: format!("{}/{}", v.resource_type, v.id), position: Some(end) })))
-            .flatten();
-        Ok(SearchPage { matches, included: Vec::new(), next_cursor, total: Some(total as u64) })
+        positioned_page(all, |v| format!("{}/{}", v.resource_type, v.id), count, cursor)
     }
 
     /// Turns criteria into filters, resolving chains and `_has`; `None` when some chain
@@ -306,22 +309,8 @@ impl SearchService {
             keyed.push((keys, version));
         }
         keyed.sort_by(|(a, va), (b, vb)| compare_sort(sort, a, b).then_with(|| va.id.cmp(&vb.id)));
-        let total = keyed.len();
-        let start = match cursor {
-            None => 0,
-            Some(c) => {
-                let c = decode_cursor(c)?;
-                match keyed.iter().position(|(_, v)| v.id == c.after) {
-                    Some(i) => i + 1,
-                    None => c.position.unwrap_or(0),
-                }
-            }
-        };
-        let end = (start + count).min(total);
-        let matches: Vec<StoredVersion> = keyed.into_iter().skip(start).take(end.saturating_sub(start)).map(|(_, v)| v).collect();
-        let next_cursor =
-            (end < total).then(|| matches.last().map(|v| encode_cursor(&Cursor { after: v.id.clone(), position: Some(end) }))).flatten();
-        Ok(SearchPage { matches, next_cursor, total: Some(total as u64), included: Vec::new() })
+        let sorted: Vec<StoredVersion> = keyed.into_iter().map(|(_, v)| v).collect();
+        positioned_page(sorted, |v| v.id.clone(), count, cursor)
     }
 
     /// Every match, in id order.
@@ -765,6 +754,30 @@ fn compare_sort(sort: &[SortKey], a: &[Option<SortValue>], b: &[Option<SortValue
         }
     }
     Ordering::Equal
+}
+
+/// One page of a collected, ordered result: `count` items after the cursor's anchor (the key of
+/// the last item returned; its position when that item is gone), with the total and the next
+/// cursor.
+fn positioned_page(
+    items: Vec<StoredVersion>,
+    key: impl Fn(&StoredVersion) -> String,
+    count: usize,
+    cursor: Option<&str>,
+) -> CoreResult<SearchPage> {
+    let total = items.len();
+    let start = match cursor {
+        None => 0,
+        Some(c) => {
+            let c = decode_cursor(c)?;
+            items.iter().position(|v| key(v) == c.after).map_or(c.position.unwrap_or(0), |i| i + 1)
+        }
+    };
+    let matches: Vec<StoredVersion> = items.into_iter().skip(start).take(count).collect();
+    let end = start + matches.len();
+    let next_cursor =
+        (end < total).then(|| matches.last().map(|v| encode_cursor(&Cursor { after: key(v), position: Some(end) }))).flatten();
+    Ok(SearchPage { matches, included: Vec::new(), next_cursor, total: Some(total as u64) })
 }
 
 /// The state of a page: the last id returned, and for sorted results its position.

@@ -18,8 +18,7 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 use fhirlake_fhir::outcome::Issue;
-use fhirlake_fhir::search::query::{self, Handling};
-use fhirlake_fhir::search::Criterion;
+use fhirlake_fhir::search::query;
 use fhirlake_fhir::transaction::{self, references, Body, EntryRequest, Method, RequestBundle, Target};
 use serde_json::Value;
 
@@ -191,15 +190,10 @@ impl TransactionService {
         }
     }
 
-    /// The single resource the criteria select, `None` for none; 412 for several.
+    /// The single resource a conditional query selects, `None` for none; 412 for several.
     async fn one_match(&self, ds: &ActiveDatastore, resource_type: &str, query: &[(String, String)]) -> CoreResult<Option<StoredVersion>> {
-        let criteria = criteria(resource_type, query)?;
-        let mut found = self.search.find_up_to(ds, resource_type, &criteria, 2).await?;
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            _ => Err(CoreError::PreconditionFailed("the criteria match more than one resource".into())),
-        }
+        let criteria = query::conditional_criteria(resource_type, query).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        self.search.unique_match(ds, resource_type, &criteria).await
     }
 
     /// `Type?criteria` as the `Type/id` of its one match.
@@ -271,15 +265,6 @@ impl TransactionService {
         }
         Ok(Some((latest, method, body)))
     }
-}
-
-/// The criteria of a conditional query, parsed strictly.
-fn criteria(resource_type: &str, query: &[(String, String)]) -> CoreResult<Vec<Criterion>> {
-    let request = query::parse(Some(resource_type), query, Handling::Strict).map_err(|e| CoreError::Invalid(e.to_string()))?;
-    if request.criteria.is_empty() {
-        return Err(CoreError::Invalid("a conditional interaction needs search criteria".into()));
-    }
-    Ok(request.criteria)
 }
 
 /// Names the entry in the issues of its failure: an issue located at `Bundle.entry[n]` first.

@@ -17,7 +17,7 @@ use fhirlake_core::search::Scope;
 use fhirlake_core::Services;
 use fhirlake_fhir::outcome::{operation_outcome, Issue};
 use fhirlake_fhir::registry;
-use fhirlake_fhir::search::query::{self, Handling};
+use fhirlake_fhir::search::query;
 use fhirlake_fhir::search::Criterion;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
@@ -174,16 +174,9 @@ async fn conditional_update(
     Ok(written(req, base, &outcome))
 }
 
-/// The criteria of a conditional interaction: its query parameters, parsed strictly (an
-/// unknown parameter must never widen which resource is written).
+/// The criteria of a conditional interaction (400 when malformed or missing).
 fn conditional_criteria(resource_type: &str, params: &[(String, String)]) -> Result<Vec<Criterion>, FhirError> {
-    let params: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
-    let request = query::parse(Some(resource_type), &params, Handling::Strict)
-        .map_err(|e| FhirError::new(StatusCode::BAD_REQUEST, e.issue_code(), e.to_string()))?;
-    if request.criteria.is_empty() {
-        return Err(FhirError::bad_request("a conditional interaction needs search criteria"));
-    }
-    Ok(request.criteria)
+    query::conditional_criteria(resource_type, params).map_err(|e| FhirError::new(StatusCode::BAD_REQUEST, e.issue_code(), e.to_string()))
 }
 
 /// 204, with the version headers of the deletion when one was recorded.

@@ -87,6 +87,9 @@ pub enum SearchError {
     /// The parameter or feature exists in R4 but fhirlake does not implement it.
     #[error("search parameter {0} is not supported")]
     Unsupported(String),
+    /// A conditional interaction or reference without criteria.
+    #[error("a conditional interaction needs search criteria")]
+    NoCriteria,
 }
 
 impl Handling {
@@ -119,6 +122,18 @@ impl SearchError {
     fn invalid(param: &str, reason: impl Into<String>) -> Self {
         SearchError::InvalidValue { param: param.to_owned(), reason: reason.into() }
     }
+}
+
+/// The criteria of a conditional interaction or reference (`If-None-Exist`, `PUT [type]?…`,
+/// `Patient?identifier=…`): parsed strictly, since an ignored parameter would widen which
+/// resource is written; `_format` and `_pretty` are dropped; `NoCriteria` when none remain.
+pub fn conditional_criteria(resource_type: &str, params: &[(String, String)]) -> Result<Vec<Criterion>, SearchError> {
+    let params: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
+    let request = parse(Some(resource_type), &params, Handling::Strict)?;
+    if request.criteria.is_empty() {
+        return Err(SearchError::NoCriteria);
+    }
+    Ok(request.criteria)
 }
 
 /// An error while parsing one parameter: `Soft` ones depend on the handling, `Hard` ones
