@@ -97,8 +97,8 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             let v = services.resources.read(ds, resource_type, id).await?;
             Ok(representation(StatusCode::OK, &v, None))
         }
-        (Method::PUT, [resource_type, id]) => update(services, ds, req, &base, resource_type, id).await,
-        (Method::PUT, [resource_type]) => conditional_update(services, ds, req, &base, resource_type).await,
+        (Method::PUT, [resource_type, id]) => update_target(services, ds, req, &base, resource_type, Some(id)).await,
+        (Method::PUT, [resource_type]) => update_target(services, ds, req, &base, resource_type, None).await,
         (Method::PATCH, [resource_type]) => patch_target(services, ds, req, &base, resource_type, None).await,
         (Method::DELETE, [resource_type]) => {
             let criteria = conditional_criteria(resource_type, &req.query)?;
@@ -158,20 +158,19 @@ async fn create(
     Ok(written(req, base, &outcome))
 }
 
-/// `PUT [type]?criteria`.
-async fn conditional_update(
-    services: &Services,
-    ds: &ActiveDatastore,
-    req: &FhirRequest<'_>,
-    base: &str,
-    resource_type: &str,
-) -> Result<Response, FhirError> {
-    negotiation::check_content_type(req.headers, false)?;
-    let criteria = conditional_criteria(resource_type, &req.query)?;
-    let if_match = negotiation::if_match(req.headers)?;
-    let body = parse_resource(&req.body)?;
-    let outcome = services.conditional.update(ds, resource_type, &criteria, body, if_match).await?;
-    Ok(written(req, base, &outcome))
+/// What an update or patch addresses: one id, or (at type level) search criteria.
+enum Addressed<'a> {
+    Id(&'a str),
+    Criteria(Vec<Criterion>),
+}
+
+impl<'a> Addressed<'a> {
+    fn of(resource_type: &str, id: Option<&'a str>, query: &[(String, String)]) -> Result<Self, FhirError> {
+        match id {
+            Some(id) => Ok(Addressed::Id(id)),
+            None => Ok(Addressed::Criteria(conditional_criteria(resource_type, query)?)),
+        }
+    }
 }
 
 /// The criteria of a conditional interaction (400 when malformed or missing).
@@ -189,18 +188,23 @@ fn no_content(deleted: Option<&StoredVersion>) -> Response {
     }
 }
 
-async fn update(
+/// `PUT [type]/[id]`, or `PUT [type]?criteria` when `id` is `None`.
+async fn update_target(
     services: &Services,
     ds: &ActiveDatastore,
     req: &FhirRequest<'_>,
     base: &str,
     resource_type: &str,
-    id: &str,
+    id: Option<&str>,
 ) -> Result<Response, FhirError> {
     negotiation::check_content_type(req.headers, false)?;
     let if_match = negotiation::if_match(req.headers)?;
+    let target = Addressed::of(resource_type, id, &req.query)?;
     let body = parse_resource(&req.body)?;
-    let outcome = services.resources.update(ds, resource_type, id, body, if_match).await?;
+    let outcome = match target {
+        Addressed::Id(id) => services.resources.update(ds, resource_type, id, body, if_match).await?,
+        Addressed::Criteria(criteria) => services.conditional.update(ds, resource_type, &criteria, body, if_match).await?,
+    };
     Ok(written(req, base, &outcome))
 }
 
@@ -215,10 +219,7 @@ async fn patch_target(
 ) -> Result<Response, FhirError> {
     let kind = negotiation::check_content_type(req.headers, true)?;
     let if_match = negotiation::if_match(req.headers)?;
-    let criteria = match id {
-        None => Some(conditional_criteria(resource_type, &req.query)?),
-        Some(_) => None,
-    };
+    let target = Addressed::of(resource_type, id, &req.query)?;
     let document = parse_json(&req.body)?;
     let document = match kind {
         RequestBody::JsonPatch => PatchDocument::Json(document),
@@ -233,10 +234,9 @@ async fn patch_target(
             PatchDocument::FhirPath(document)
         }
     };
-    let outcome = match (id, criteria) {
-        (Some(id), _) => services.resources.patch(ds, resource_type, id, &document, if_match).await?,
-        (None, Some(criteria)) => services.conditional.patch(ds, resource_type, &criteria, &document, if_match).await?,
-        (None, None) => return Err(FhirError::bad_request("a patch needs an id or search criteria")),
+    let outcome = match target {
+        Addressed::Id(id) => services.resources.patch(ds, resource_type, id, &document, if_match).await?,
+        Addressed::Criteria(criteria) => services.conditional.patch(ds, resource_type, &criteria, &document, if_match).await?,
     };
     Ok(written(req, base, &outcome))
 }
