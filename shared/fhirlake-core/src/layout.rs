@@ -9,6 +9,7 @@
 //! | type listing entry  | `l#{ds}#{type}`                  | `{id}#{token}`                        |
 //! | equality index entry| `x#{ds}#{type}#{param}#{blinded term}` | `{id}#{token}`                  |
 //! | ordered index entry | `o#{ds}#{type}#{param}#{l|h}[#{blinded unit}]` | `{order key}#{id}#{token}` |
+//! | commit record       | `t#{ds}`                         | `{txid}`; its version list `{txid}#{chunk:04}` |
 //!
 //! History and index entries are written before the version item they belong to and carry its
 //! write token (`token`, also stored in the version item as `wt`): an entry counts only while
@@ -180,6 +181,26 @@ pub fn parse_entry_sk(sk: &str) -> Option<(&str, &str)> {
     let (rest, token) = sk.rsplit_once('#')?;
     let id = rest.rsplit_once('#').map_or(rest, |(_, id)| id);
     (!id.is_empty() && !token.is_empty()).then_some((id, token))
+}
+
+/// Attribute of a version item written by a transaction larger than one `TransactWriteItems`:
+/// the id of the commit record that decides whether the version is visible (see
+/// `fhirlake_core::commit_record`). Removed once the transaction is settled.
+pub const TRANSACTION_ATTR: &str = "tx";
+
+/// Partition of a datastore's commit records: only transactions in flight (or interrupted) have one.
+pub fn commit_record_pk(ds: &str) -> String {
+    format!("t#{ds}")
+}
+
+/// Key of a transaction's commit record.
+pub fn commit_record_key(ds: &str, txid: &str) -> Key {
+    Key::new(commit_record_pk(ds), txid)
+}
+
+/// Key of one chunk of a transaction's version list.
+pub fn commit_versions_key(ds: &str, txid: &str, chunk: usize) -> Key {
+    Key::new(commit_record_pk(ds), format!("{txid}#{chunk:04}"))
 }
 
 /// Object-store key of a body too large to inline.

@@ -16,9 +16,10 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use fhirlake_fhir::{outcome::Issue, patch, registry, resource as fhir_resource, validate};
-use fhirlake_ports::{AttrValue, BatchWrite, Condition, Item, Key, Query, SkRange, StorageError, Write, MAX_TRANSACT_ITEMS};
+use fhirlake_ports::{limits, AttrValue, BatchWrite, Condition, Item, Key, Query, SkRange, StorageError, Write, MAX_TRANSACT_ITEMS};
 use serde_json::Value;
 
+use crate::commit_record::{CommitRecords, LargeCommitError, Settled};
 use crate::crypto::BodyCipher;
 use crate::datastores::ActiveDatastore;
 use crate::{index, layout};
@@ -159,13 +160,15 @@ pub struct HistoryPage {
 pub struct ResourceService {
     backends: Backends,
     cipher: BodyCipher,
+    records: CommitRecords,
 }
 
 impl ResourceService {
     /// Builds the service.
     pub fn new(backends: Backends) -> Self {
         let cipher = BodyCipher::new(backends.keys.clone());
-        ResourceService { backends, cipher }
+        let records = CommitRecords::new(backends.table.clone(), backends.clock.clone());
+        ResourceService { backends, cipher, records }
     }
 
     /// Creates a resource with a server-assigned id (FHIR `create`).
@@ -195,7 +198,7 @@ impl ResourceService {
     pub async fn vread(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, version: u64) -> CoreResult<StoredVersion> {
         check_type(resource_type)?;
         let item = self.backends.table.get(&layout::version_key(&ds.id, resource_type, id, version)).await?;
-        let Some(item) = item else {
+        let Some(item) = self.visible(ds, item).await? else {
             return Err(CoreError::NotFound(format!("{resource_type}/{id} has no version {version}")));
         };
         let v = self.decode(ds, resource_type, id, &item).await?;
@@ -271,8 +274,11 @@ impl ResourceService {
         check_type(resource_type)?;
         for attempt in 0..WRITE_ATTEMPTS {
             pause_before_retry(attempt).await;
-            let latest = self.latest(ds, resource_type, id).await?;
-            let Some(latest) = latest else { return Err(not_found(resource_type, id)) };
+            let current = self.current(ds, resource_type, id).await?;
+            if current.busy {
+                continue;
+            }
+            let Some(latest) = current.version else { return Err(not_found(resource_type, id)) };
             if let Some(expected) = if_match {
                 if expected != latest.version {
                     return Err(version_mismatch(expected, latest.version));
@@ -334,9 +340,11 @@ impl ResourceService {
         }
         let mut entries = Vec::with_capacity(count);
         let mut exhausted = true;
-        let total = page.items.first().and_then(|i| layout::parse_version_sk(&i.key.sk));
-        for item in &page.items {
-            let v = self.decode(ds, resource_type, id, item).await?;
+        let mut total = None;
+        for item in page.items {
+            let Some(item) = self.visible(ds, Some(item)).await? else { continue };
+            let v = self.decode(ds, resource_type, id, &item).await?;
+            total = total.or(Some(v.version));
             if query.since.is_some_and(|since| v.last_updated < since) {
                 break;
             }
@@ -385,25 +393,52 @@ impl ResourceService {
             // An entry whose version is missing, or was stored by another write, belongs to a
             // write that did not commit: it is not history.
             let key = layout::version_key(&ds.id, h.resource_type, h.id, h.version);
-            let Some(item) = items.get(&key).filter(|i| index::stored_by(i, h.token)) else { continue };
-            entries.push(self.decode(ds, h.resource_type, h.id, item).await?);
+            let Some(item) = items.remove(&key).filter(|i| index::stored_by(i, h.token)) else { continue };
+            let Some(item) = self.visible(ds, Some(item)).await? else { continue };
+            entries.push(self.decode(ds, h.resource_type, h.id, &item).await?);
         }
         let next_cursor = if more { keys.last().cloned() } else { None };
         Ok(HistoryPage { entries, next_cursor, total: None })
     }
 
-    /// Reads the latest version, or `None` if the resource never existed.
+    /// Reads the latest committed version, or `None` if the resource never existed.
     pub(crate) async fn latest(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<Option<StoredVersion>> {
+        Ok(self.current(ds, resource_type, id).await?.version)
+    }
+
+    /// The latest committed version, and whether a transaction is writing the resource now.
+    pub(crate) async fn current(&self, ds: &ActiveDatastore, resource_type: &str, id: &str) -> CoreResult<Current> {
+        let mut current = Current { version: None, busy: false };
         if !fhir_resource::is_valid_id(id) {
-            return Ok(None);
+            return Ok(current);
         }
-        let q = Query::partition(layout::resource_pk(&ds.id, resource_type, id), 1)
-            .range(SkRange::Prefix(layout::VERSION_PREFIX.into()))
-            .backward();
-        let page = self.backends.table.query(&q).await?;
-        match page.items.first() {
+        let mut after = None;
+        loop {
+            let q = Query::partition(layout::resource_pk(&ds.id, resource_type, id), 1)
+                .range(SkRange::Prefix(layout::VERSION_PREFIX.into()))
+                .backward()
+                .after(after);
+            let Some(item) = self.backends.table.query(&q).await?.items.into_iter().next() else { return Ok(current) };
+            after = Some(item.key.sk.clone());
+            match self.records.settle(&ds.id, item).await? {
+                Settled::Visible(item) => {
+                    current.version = Some(self.decode(ds, resource_type, id, &item).await?);
+                    return Ok(current);
+                }
+                Settled::Pending => current.busy = true,
+                Settled::Hidden => {}
+            }
+        }
+    }
+
+    /// The item, if it is a committed version (see [`crate::commit_record`]).
+    pub(crate) async fn visible(&self, ds: &ActiveDatastore, item: Option<Item>) -> CoreResult<Option<Item>> {
+        match item {
             None => Ok(None),
-            Some(item) => Ok(Some(self.decode(ds, resource_type, id, item).await?)),
+            Some(item) => match self.records.settle(&ds.id, item).await? {
+                Settled::Visible(item) => Ok(Some(item)),
+                Settled::Hidden | Settled::Pending => Ok(None),
+            },
         }
     }
 
@@ -422,7 +457,11 @@ impl ResourceService {
     {
         for attempt in 0..WRITE_ATTEMPTS {
             pause_before_retry(attempt).await;
-            let latest = self.latest(ds, resource_type, id).await?;
+            let current = self.current(ds, resource_type, id).await?;
+            if current.busy {
+                continue;
+            }
+            let latest = current.version;
             if let Some(expected) = if_match {
                 match &latest {
                     Some(v) if v.version == expected => {}
@@ -531,18 +570,14 @@ impl ResourceService {
     }
 
     /// Makes prepared versions visible, all or none: their entries first, then every version
-    /// item under the condition that it does not exist (one put for a single version, one
-    /// transaction for several). On failure what was written is removed again; on success the
-    /// superseded versions' index entries are retired.
+    /// item under the condition that it does not exist: one put for a single version, one
+    /// `TransactWriteItems` for up to 100 (and 4 MB), and the commit-record protocol
+    /// ([`crate::commit_record`]) beyond. On failure what was written is removed again; on
+    /// success the superseded versions' index entries are retired.
     ///
     /// Errors: a condition failure (`ConditionFailed`, or `TransactionCanceled` naming the
-    /// versions that already exist); `Invalid` for more than [`MAX_TRANSACT_ITEMS`] versions.
+    /// versions that already exist).
     pub(crate) async fn apply(&self, ds: &ActiveDatastore, prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
-        if prepared.len() > MAX_TRANSACT_ITEMS {
-            return Err(CommitError::Core(CoreError::Invalid(format!(
-                "a transaction writes at most {MAX_TRANSACT_ITEMS} resources for now"
-            ))));
-        }
         let entry_keys: Vec<Key> = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
         let body_objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
         let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
@@ -559,12 +594,18 @@ impl ResourceService {
                 Some(item) => self.backends.table.put(item, Condition::NotExists).await,
                 None => Ok(()),
             },
-            Ok(()) => {
+            Ok(()) if fits_one_transaction(&items) => {
                 self.backends
                     .table
                     .transact_write(items.into_iter().map(|item| Write::Put { item, condition: Condition::NotExists }).collect())
                     .await
             }
+            Ok(()) => match self.records.commit_all(&ds.id, items).await {
+                Ok(()) => Ok(()),
+                Err(LargeCommitError::NotCommitted(e)) => Err(e),
+                // The entries may belong to committed versions: they must stay.
+                Err(LargeCommitError::Unknown(e)) => return Err(CommitError::Storage(e)),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = written {
@@ -649,10 +690,24 @@ impl ResourceService {
     }
 }
 
+/// Whether the version items fit one `TransactWriteItems` (100 actions, 4 MB with headroom for
+/// the request's own encoding).
+fn fits_one_transaction(items: &[Item]) -> bool {
+    items.len() <= MAX_TRANSACT_ITEMS && items.iter().map(Item::size).sum::<usize>() <= limits::MAX_TRANSACTION_BYTES * 7 / 8
+}
+
+/// A resource's latest committed version, and whether a transaction is writing it.
+pub(crate) struct Current {
+    /// The latest committed version, `None` if the resource never existed.
+    pub(crate) version: Option<StoredVersion>,
+    /// A transaction that has not decided yet has written a newer version.
+    pub(crate) busy: bool,
+}
+
 /// A version ready to be made visible by [`ResourceService::apply`].
 pub(crate) struct PreparedVersion {
-    item: Item,
-    entries: Vec<Item>,
+    pub(crate) item: Item,
+    pub(crate) entries: Vec<Item>,
     body_object: Option<String>,
     stored: StoredVersion,
     previous: Option<StoredVersion>,
@@ -716,7 +771,7 @@ pub(crate) fn version_mismatch(expected: u64, current: u64) -> CoreError {
 /// Before a retry after a lost race, waits a random time (full jitter, doubling up to
 /// [`MAX_RETRY_PAUSE_MS`]), so writers contending for one resource spread out instead of
 /// colliding again. No pause before the first attempt.
-async fn pause_before_retry(attempt: u32) {
+pub(crate) async fn pause_before_retry(attempt: u32) {
     if attempt == 0 {
         return;
     }

@@ -531,10 +531,15 @@ impl SearchService {
             let next = layout::version_key(&ds.id, resource_type, &e.id, e.version + 1);
             let this = layout::version_key(&ds.id, resource_type, &e.id, e.version);
             let Some(item) = items.get(&this) else { continue };
-            if items.contains_key(&next) || !index::stored_by(item, &e.token) || seen.contains(&e.id) {
+            if !index::stored_by(item, &e.token) || seen.contains(&e.id) {
                 continue;
             }
-            let version = self.resources.open_version_item(ds, item).await?;
+            // A newer version supersedes this one once committed (see `commit_record`).
+            if self.resources.visible(ds, items.get(&next).cloned()).await?.is_some() {
+                continue;
+            }
+            let Some(item) = self.resources.visible(ds, Some(item.clone())).await? else { continue };
+            let version = self.resources.open_version_item(ds, &item).await?;
             if version.is_deleted() {
                 continue;
             }

@@ -218,7 +218,15 @@ impl TransactionService {
         let resource_type = r.resource_type.as_str();
         resources::check_type(resource_type)?;
         resources::check_id(id)?;
-        let latest = if r.request.method == Method::Post { None } else { self.resources.latest(ds, resource_type, id).await? };
+        let latest = if r.request.method == Method::Post {
+            None
+        } else {
+            let current = self.resources.current(ds, resource_type, id).await?;
+            if current.busy {
+                return Err(CoreError::Conflict(format!("{resource_type}/{id} is being changed by another transaction; retry")));
+            }
+            current.version
+        };
         if let Some(expected) = r.request.if_match_version() {
             let expected: u64 = expected.parse().map_err(|_| CoreError::Invalid("ifMatch must name a version".into()))?;
             match &latest {

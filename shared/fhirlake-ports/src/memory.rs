@@ -140,6 +140,16 @@ impl MemoryItemTable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every stored item, in key order (for test assertions).
+    pub fn items(&self) -> Vec<Item> {
+        lock(&self.partitions)
+            .iter()
+            .flat_map(|(pk, partition)| {
+                partition.iter().map(move |(sk, attrs)| Item { key: Key::new(pk.clone(), sk.clone()), attrs: attrs.clone() })
+            })
+            .collect()
+    }
 }
 
 fn current<'a>(partitions: &'a BTreeMap<String, Partition>, key: &Key) -> Option<&'a Attrs> {

@@ -45,6 +45,10 @@ pub enum IgnoreReason {
     NotAVersion,
     /// An item was removed.
     Removed,
+    /// A version staged by a transaction larger than one `TransactWriteItems`: undecided. If it
+    /// commits, the rewrite without its `tx` tag arrives later as a MODIFY and is projected then
+    /// (see `fhirlake_core::commit_record`).
+    Staged,
 }
 
 /// Why a record is unusable. Each is counted and logged (keys only).
@@ -68,6 +72,7 @@ impl IgnoreReason {
         match self {
             IgnoreReason::NotAVersion => "not_a_version",
             IgnoreReason::Removed => "removed",
+            IgnoreReason::Staged => "staged_by_transaction",
         }
     }
 }
@@ -115,6 +120,7 @@ fn classify(record: &EventRecord) -> Change {
         return Change::Malformed(MalformedReason::NoNewImage);
     }
     match item_of_image(key, &stream.new_image) {
+        Some(item) if item.get(layout::TRANSACTION_ATTR).is_some() => Change::Ignored(IgnoreReason::Staged),
         Some(item) => Change::Version(item),
         None => Change::Malformed(MalformedReason::Attribute),
     }
@@ -195,6 +201,20 @@ mod tests {
         assert_eq!(records[1].change, Change::Ignored(IgnoreReason::NotAVersion));
         assert_eq!(records[2].change, Change::Ignored(IgnoreReason::NotAVersion));
         assert_eq!(records[3].change, Change::Ignored(IgnoreReason::Removed));
+    }
+
+    #[test]
+    fn versions_staged_by_a_large_transaction_wait_for_their_settled_rewrite() {
+        let pk = "r#7ad17b6c9d48056865a8800b86cc2797#Patient#p1";
+        let settled = json!({"pk": {"S": pk}, "sk": {"S": "v#000000000001"}, "ts": {"N": "1714564800000000"}, "op": {"S": "create"}, "body": {"B": "AQID"}});
+        let mut staged = settled.clone();
+        staged["tx"] = json!({"S": "0123456789abcdef0123456789abcdef"});
+        let records = change_records(&event(json!([
+            record("INSERT", "100", keys(pk, "v#000000000001"), Some(staged)),
+            record("MODIFY", "101", keys(pk, "v#000000000001"), Some(settled)),
+        ])));
+        assert_eq!(records[0].change, Change::Ignored(IgnoreReason::Staged));
+        assert!(matches!(&records[1].change, Change::Version(item) if item.get("tx").is_none()));
     }
 
     #[test]

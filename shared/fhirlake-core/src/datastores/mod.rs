@@ -61,8 +61,9 @@ const DEFAULT_MAX_RESULTS: usize = 100;
 const MAX_MAX_RESULTS: i64 = 500;
 /// Items read per table query while listing.
 const LIST_SCAN_PAGE: usize = 100;
-/// Attempts of a read-modify-write before giving up on a contended record.
-const MAX_ATTEMPTS: usize = 8;
+/// Attempts of a read-modify-write before giving up on a contended record (after the first,
+/// each waits a random pause, as resource writes do).
+const MAX_ATTEMPTS: u32 = 32;
 /// Version prefix inside list tokens.
 const TOKEN_PREFIX: &str = "v1:";
 
@@ -470,7 +471,8 @@ impl DatastoreService {
     where
         F: FnMut(&mut StoredDatastore) -> CoreResult<()>,
     {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            crate::resources::pause_before_retry(attempt).await;
             let current = self.observe_id(id).await?;
             let rev = current.rev;
             let mut next = current;
