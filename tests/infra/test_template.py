@@ -278,7 +278,11 @@ def test_functions_receive_the_contract_environment(shape):
             assert "FHIRLAKE_PUBLIC_URL" not in env, binary
         # The API's own URL would be a circular dependency: functions derive it per request.
         assert "HttpApi" not in references(env), binary
-        assert set(env) <= set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL"}, binary
+        if binary == "fhir-api":
+            assert env["FHIRLAKE_SEARCH_MAX_COUNT"] == {"Ref": "SearchMaxCount"}
+        else:
+            assert "FHIRLAKE_SEARCH_MAX_COUNT" not in env, binary
+        assert set(env) <= set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT"}, binary
     reserved = deployed["fhir-api"][1]["Properties"].get("ReservedConcurrentExecutions")
     assert reserved == ({"Ref": "FhirApiReservedConcurrency"} if "FhirApiReservedConcurrency" in overrides else None)
 
@@ -514,5 +518,5 @@ def readme_table(heading):
 
 def test_the_readme_documents_every_parameter_and_variable():
     assert readme_table("Template parameters") == set(source()["Parameters"])
-    variables = set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX"}
+    variables = set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX", "FHIRLAKE_SEARCH_MAX_COUNT"}
     assert readme_table("Lambda function environment") == variables

@@ -21,8 +21,7 @@ async fn main() -> Result<(), Error> {
     let backends = Backends::with_system_clock(aws.items, aws.objects, aws.keys);
     // The projector builds no ARNs or endpoint URLs; these only complete the services' settings.
     let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let config =
-        ServiceConfig { region: env("AWS_REGION"), account_id: env("FHIRLAKE_ACCOUNT_ID"), public_base_url: env("FHIRLAKE_PUBLIC_URL") };
+    let config = ServiceConfig::new(env("AWS_REGION"), env("FHIRLAKE_ACCOUNT_ID"), env("FHIRLAKE_PUBLIC_URL"));
     let projector = Arc::new(Projector::new(Services::new(config, backends), Arc::new(output)));
     run(service_fn(move |event: LambdaEvent<DynamoDbEvent>| {
         let projector = projector.clone();

@@ -204,11 +204,7 @@ mod tests {
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
         };
-        let config = ServiceConfig {
-            region: "us-east-1".into(),
-            account_id: "123456789012".into(),
-            public_base_url: "http://localhost:8080".into(),
-        };
+        let config = ServiceConfig::new("us-east-1", "123456789012", "http://localhost:8080");
         Services::new(config, backends)
     }
 

@@ -17,6 +17,10 @@ use tower::ServiceExt;
 const HOST: &str = "fhirlake.test";
 
 fn app() -> axum::Router {
+    app_with(ServiceConfig::new("us-east-1", "123456789012", format!("http://{HOST}")))
+}
+
+fn app_with(config: ServiceConfig) -> axum::Router {
     let backends = Backends {
         table: Arc::new(MemoryItemTable::new()),
         objects: Arc::new(MemoryObjectStore::new()),
@@ -24,7 +28,6 @@ fn app() -> axum::Router {
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
     };
-    let config = ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: format!("http://{HOST}") };
     let credentials = Arc::new(StaticCredentials::new("AKIDTEST", "test-secret"));
     router(Arc::new(AppState {
         services: Services::new(config, backends),
@@ -36,7 +39,8 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], sign
     let mut all: Vec<(String, String)> = vec![("host".into(), HOST.into())];
     all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     if sign {
-        let to_sign = HttpRequest::new(method, path, "", &all, Payload::Bytes(body));
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let to_sign = HttpRequest::new(method, path, query, &all, Payload::Bytes(body));
         let signed = Signer::new("us-east-1").sign(&Credentials::new("AKIDTEST", "test-secret"), &to_sign, Utc::now()).expect("sign");
         all.extend(signed.headers());
     }
@@ -96,4 +100,24 @@ async fn signed_requests_reach_both_planes() {
     let (status, read) = send(&app, request("GET", &read_path, &[], b"", true)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, stored);
+}
+
+#[tokio::test]
+async fn the_configured_page_limit_caps_count_for_search_and_history() {
+    let app = app_with(ServiceConfig::new("us-east-1", "123456789012", format!("http://{HOST}")).with_max_page_size(3));
+    let (_, created) = send(&app, control("CreateFHIRDatastore", &json!({"DatastoreTypeVersion": "R4"}), true)).await;
+    let base = format!("/datastore/{}/r4", created["DatastoreId"].as_str().expect("an id"));
+    for _ in 0..5 {
+        let patient = json!({"resourceType": "Patient", "active": true}).to_string();
+        let headers = [("content-type", "application/fhir+json")];
+        let (status, _) = send(&app, request("POST", &format!("{base}/Patient"), &headers, patient.as_bytes(), true)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    for path in ["Patient?_count=50", "Patient?active=true", "Patient/_history?_count=50"] {
+        let (status, bundle) = send(&app, request("GET", &format!("{base}/{path}"), &[], b"", true)).await;
+        assert_eq!(status, StatusCode::OK, "{bundle}");
+        assert_eq!(bundle["entry"].as_array().map(Vec::len), Some(3), "{path}");
+        let links = bundle["link"].as_array().expect("links");
+        assert!(links.iter().any(|l| l["relation"] == "next"), "{path} pages on");
+    }
 }

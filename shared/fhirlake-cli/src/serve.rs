@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Base URL clients use to reach this server (default: http://<listen>).
     #[arg(long, env = "FHIRLAKE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Largest page of a search or history read; a larger `_count` is reduced to it.
+    #[arg(long, default_value = "1000", env = "FHIRLAKE_SEARCH_MAX_COUNT", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    search_max_count: u64,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -67,8 +70,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
-    let config =
-        ServiceConfig { region: args.region.clone(), account_id: args.account_id.clone(), public_base_url: public_base_url.clone() };
+    let config = ServiceConfig::new(args.region.clone(), args.account_id.clone(), public_base_url.clone())
+        .with_max_page_size(usize::try_from(args.search_max_count).unwrap_or(ServiceConfig::DEFAULT_MAX_PAGE_SIZE));
     let store = credentials::load_or_generate(&args.data_dir)?;
     let state = Arc::new(AppState {
         services: Services::new(config, backends),

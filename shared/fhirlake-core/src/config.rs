@@ -10,9 +10,32 @@ pub struct ServiceConfig {
     /// The public base URL clients reach the service at, without a trailing slash
     /// (e.g. `http://127.0.0.1:8080`); datastore endpoints are built from it.
     pub public_base_url: String,
+    /// The largest page a search or history read returns; a larger `_count` is reduced to it.
+    pub max_page_size: usize,
 }
 
 impl ServiceConfig {
+    /// The default [`Self::max_page_size`] (HealthLake's is 100).
+    pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
+    /// The largest [`Self::max_page_size`] that may be configured.
+    pub const MAX_PAGE_SIZE_LIMIT: usize = 10_000;
+
+    /// Settings with the default page size limit.
+    pub fn new(region: impl Into<String>, account_id: impl Into<String>, public_base_url: impl Into<String>) -> Self {
+        ServiceConfig {
+            region: region.into(),
+            account_id: account_id.into(),
+            public_base_url: public_base_url.into(),
+            max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
+        }
+    }
+
+    /// With another page size limit, kept within 1..=[`Self::MAX_PAGE_SIZE_LIMIT`].
+    pub fn with_max_page_size(mut self, max_page_size: usize) -> Self {
+        self.max_page_size = max_page_size.clamp(1, Self::MAX_PAGE_SIZE_LIMIT);
+        self
+    }
+
     /// The data-plane endpoint of a datastore: `{base}/datastore/{id}/r4/`.
     pub fn datastore_endpoint(&self, datastore_id: &str) -> String {
         format!("{}/datastore/{}/r4/", self.public_base_url, datastore_id)

@@ -29,8 +29,9 @@ use crate::{Backends, CoreError, CoreResult};
 const WRITE_ATTEMPTS: u32 = 12;
 /// Upper bound of the random pause before the n-th retry: 1, 2, 4, … ms, at most this.
 const MAX_RETRY_PAUSE_MS: u64 = 64;
-/// Largest `_count` honoured for history pages.
-pub const MAX_PAGE_SIZE: usize = 1000;
+/// Largest page of history any configuration allows (the configured limit, applied by the API, is
+/// usually lower: `ServiceConfig::max_page_size`).
+pub const MAX_PAGE_SIZE: usize = crate::ServiceConfig::MAX_PAGE_SIZE_LIMIT;
 
 /// The interaction that produced a version, as shown in history bundles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

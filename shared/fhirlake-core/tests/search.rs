@@ -26,8 +26,7 @@ async fn fixture() -> Fixture {
         clock: Arc::new(FixedClock::new(DateTime::from_timestamp(1_700_000_000, 0).expect("a time"))),
         ids: Arc::new(RandomIds),
     };
-    let config =
-        ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() };
+    let config = ServiceConfig::new("us-east-1", "123456789012", "http://localhost");
     let services = Services::new(config, backends);
     let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create datastore");
     let ds = services.datastores.active(&created.datastore_id).await.expect("datastore active");

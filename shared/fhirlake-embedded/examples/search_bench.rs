@@ -167,8 +167,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let embedded = EmbeddedBackend::open(dir.path()).expect("open the embedded store");
     let backends = Backends::with_system_clock(embedded.items.clone(), embedded.objects.clone(), embedded.keys.clone());
-    let config =
-        ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() };
+    let config = ServiceConfig::new("us-east-1", "123456789012", "http://localhost");
     let services = Arc::new(Services::new(config, backends));
     let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create a datastore");
     let ds = Arc::new(services.datastores.active(&created.datastore_id).await.expect("an active datastore"));

@@ -6,10 +6,9 @@
 //! Datastore endpoints (`DatastoreEndpoint`, bundle links, `Location` headers) are built from
 //! the API's public base URL. The SAM template cannot pass the API's own URL to the functions
 //! it integrates (the API depends on the functions, so the functions cannot depend on the API).
-//! So when `FHIRLAKE_PUBLIC_URL` is set (e.g. a custom domain), the services are built at cold
-//! start with it; when it is not, they are built on the first request, with
-//! `https://{requestContext.domainName}` of that request, and kept for the life of the
-//! instance. The domain comes from API Gateway's request context, never from the client's
+//! So the services are built on the first request, with `FHIRLAKE_PUBLIC_URL` when it is set
+//! (e.g. a custom domain), else with `https://{requestContext.domainName}` of that request, and
+//! kept for the life of the instance. The domain comes from API Gateway's request context, never from the client's
 //! `Host` header. An API reached through several domains should set `FHIRLAKE_PUBLIC_URL`.
 
 use std::sync::Arc;
@@ -55,28 +54,32 @@ impl Authentication {
 pub struct HttpContext {
     region: String,
     account_id: String,
+    public_url: Option<String>,
+    max_page_size: usize,
     backends: Backends,
     authentication: Authentication,
     router: tokio::sync::OnceCell<Router>,
 }
 
 impl HttpContext {
-    /// A context over `backends`. With `public_url` the router is built now; without, on the
+    /// A context over `backends`, with the default page size limit; the router is built on the
     /// first request (see the module documentation).
     pub fn new(region: &str, account_id: &str, public_url: Option<&str>, backends: Backends, authentication: Authentication) -> Self {
-        let context = HttpContext {
+        HttpContext {
             region: region.to_string(),
             account_id: account_id.to_string(),
+            public_url: public_url.map(|url| url.trim_end_matches('/').to_string()),
+            max_page_size: ServiceConfig::DEFAULT_MAX_PAGE_SIZE,
             backends,
             authentication,
             router: tokio::sync::OnceCell::new(),
-        };
-        if let Some(url) = public_url {
-            let built = context.build_router(url.trim_end_matches('/'));
-            // The cell is new and empty, so this cannot fail.
-            let _ = context.router.set(built);
         }
-        context
+    }
+
+    /// With another largest page size ([`ServiceConfig::max_page_size`]).
+    pub fn with_max_page_size(mut self, max_page_size: usize) -> Self {
+        self.max_page_size = max_page_size;
+        self
     }
 
     /// The context the environment describes ([`HttpSettings::from_env`]), over the AWS
@@ -104,7 +107,8 @@ impl HttpContext {
                 Authentication::access_keys(Arc::new(keys))
             }
         };
-        Ok(Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication))
+        Ok(Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
+            .with_max_page_size(settings.max_page_size))
     }
 
     /// Answers one request: the shared router, built on first use if needed, with the IAM
@@ -113,11 +117,11 @@ impl HttpContext {
     pub async fn handle(&self, request: lambda_http::Request) -> http::Response<axum::body::Body> {
         let router = match self.router.get() {
             Some(router) => router,
-            None => match public_base_url(&request) {
+            None => match self.public_url.clone().or_else(|| public_base_url(&request)) {
                 Some(url) => {
                     self.router
                         .get_or_init(|| async {
-                            tracing::info!(public_url = %url, "public url taken from the first request's domain");
+                            tracing::info!(public_url = %url, "services built for the public url");
                             self.build_router(&url)
                         })
                         .await
@@ -155,11 +159,8 @@ impl HttpContext {
     }
 
     fn build_router(&self, public_base_url: &str) -> Router {
-        let config = ServiceConfig {
-            region: self.region.clone(),
-            account_id: self.account_id.clone(),
-            public_base_url: public_base_url.to_string(),
-        };
+        let config =
+            ServiceConfig::new(self.region.clone(), self.account_id.clone(), public_base_url).with_max_page_size(self.max_page_size);
         let authenticator = match &self.authentication {
             Authentication::Iam => RequestAuthenticator::trusting_gateway(),
             Authentication::SigV4 { store, refresh } => {

@@ -7,6 +7,7 @@
 //! | `FHIRLAKE_PUBLIC_URL` | fhir-api, control-plane | optional base URL of the API; when unset, `https://{requestContext.domainName}` of the first request |
 //! | `FHIRLAKE_AUTH_MODE` | fhir-api, control-plane | `healthlake` (default): verify SigV4 for `healthlake`; `iam`: trust API Gateway's `AWS_IAM` authorizer |
 //! | `FHIRLAKE_ACCESS_KEYS_SECRET` | all in `healthlake` mode, authorizer | the Secrets Manager secret holding the access key pair |
+//! | `FHIRLAKE_SEARCH_MAX_COUNT` | fhir-api | optional largest page of a search or history (`_count` is reduced to it); default 1000, at most 10000 |
 //! | `FHIRLAKE_TABLE`, `FHIRLAKE_BUCKET`, `FHIRLAKE_OBJECT_PREFIX`, `FHIRLAKE_KMS_KEY` | fhir-api, control-plane | the data's resources ([`AwsSettings`]) |
 //! | `FHIRLAKE_LOG`, else `RUST_LOG` | all | log filter ([`crate::init_tracing`]) |
 
@@ -14,6 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fhirlake_aws::AwsSettings;
+use fhirlake_core::ServiceConfig;
 
 use crate::LambdaError;
 
@@ -27,6 +29,8 @@ pub const PUBLIC_URL_ENV: &str = "FHIRLAKE_PUBLIC_URL";
 pub const AUTH_MODE_ENV: &str = "FHIRLAKE_AUTH_MODE";
 /// Environment variable naming the Secrets Manager secret with the access key pair.
 pub const ACCESS_KEYS_SECRET_ENV: &str = "FHIRLAKE_ACCESS_KEYS_SECRET";
+/// Environment variable holding the largest page size of searches and history.
+pub const SEARCH_MAX_COUNT_ENV: &str = "FHIRLAKE_SEARCH_MAX_COUNT";
 
 /// How the HTTP functions authenticate requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,8 @@ pub struct HttpSettings {
     pub auth_mode: AuthMode,
     /// The secret with the access key pair; always set in [`AuthMode::HealthLake`].
     pub access_keys_secret: Option<String>,
+    /// The largest page a search or history read returns.
+    pub max_page_size: usize,
     /// The table, bucket and KMS key.
     pub aws: AwsSettings,
     /// How long after one load of the access keys the next may start (not an environment
@@ -97,12 +103,25 @@ impl HttpSettings {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url.trim_end_matches('/').to_string()),
             Some(_) => return Err(LambdaError::Config(format!("{PUBLIC_URL_ENV} must be an http or https url"))),
         };
+        let max_page_size = match non_empty(&lookup, SEARCH_MAX_COUNT_ENV) {
+            None => ServiceConfig::DEFAULT_MAX_PAGE_SIZE,
+            Some(value) => match value.parse::<usize>() {
+                Ok(n) if (1..=ServiceConfig::MAX_PAGE_SIZE_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(LambdaError::Config(format!(
+                        "{SEARCH_MAX_COUNT_ENV} must be a whole number from 1 to {}",
+                        ServiceConfig::MAX_PAGE_SIZE_LIMIT
+                    )))
+                }
+            },
+        };
         Ok(HttpSettings {
             region: required(&lookup, REGION_ENV)?,
             account_id,
             public_url,
             auth_mode,
             access_keys_secret,
+            max_page_size,
             aws,
             key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
         })
@@ -168,6 +187,7 @@ mod tests {
         assert_eq!(settings.access_keys_secret.as_deref(), Some("fhirlake/keys"));
         assert_eq!(settings.region, "eu-west-1");
         assert_eq!(settings.public_url, None);
+        assert_eq!(settings.max_page_size, 1000);
 
         let without: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != ACCESS_KEYS_SECRET_ENV).collect();
         let error = HttpSettings::from_lookup(env(&without), aws()).unwrap_err();
@@ -184,7 +204,14 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_variable() {
-        for (name, value) in [("FHIRLAKE_AUTH_MODE", "jwt"), ("FHIRLAKE_ACCOUNT_ID", "12345"), ("FHIRLAKE_PUBLIC_URL", "api.example.com")] {
+        for (name, value) in [
+            ("FHIRLAKE_AUTH_MODE", "jwt"),
+            ("FHIRLAKE_ACCOUNT_ID", "12345"),
+            ("FHIRLAKE_PUBLIC_URL", "api.example.com"),
+            ("FHIRLAKE_SEARCH_MAX_COUNT", "0"),
+            ("FHIRLAKE_SEARCH_MAX_COUNT", "10001"),
+            ("FHIRLAKE_SEARCH_MAX_COUNT", "many"),
+        ] {
             let mut pairs: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != name).collect();
             pairs.push((name, value));
             let error = HttpSettings::from_lookup(env(&pairs), aws()).unwrap_err();
@@ -192,6 +219,13 @@ mod tests {
         }
         let without_region: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != REGION_ENV).collect();
         assert!(HttpSettings::from_lookup(env(&without_region), aws()).unwrap_err().to_string().contains(REGION_ENV));
+    }
+
+    #[test]
+    fn the_search_page_limit_is_configurable() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FHIRLAKE_SEARCH_MAX_COUNT", "250"));
+        assert_eq!(HttpSettings::from_lookup(env(&pairs), aws()).unwrap().max_page_size, 250);
     }
 
     #[test]

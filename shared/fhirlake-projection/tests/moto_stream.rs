@@ -110,7 +110,7 @@ async fn the_real_stream_of_a_moto_table_becomes_parquet_in_s3() {
     let aws = AwsBackend::new(&clients, &settings);
     let backends =
         Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) };
-    let config = ServiceConfig { region: REGION.into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() };
+    let config = ServiceConfig::new(REGION, "123456789012", "http://localhost");
     let services = Services::new(config, backends);
 
     let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create datastore");

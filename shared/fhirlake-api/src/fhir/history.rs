@@ -50,12 +50,12 @@ async fn read(
     scope: HistoryScope<'_>,
     path: &str,
 ) -> Result<Response, FhirError> {
-    let query = parse_query(req)?;
+    let query = parse_query(req, services.config.max_page_size)?;
     let page = services.resources.history(ds, scope, &query).await?;
     Ok(fhir_json(StatusCode::OK, render(base, path, &query, &page)?))
 }
 
-fn parse_query(req: &FhirRequest<'_>) -> Result<HistoryQuery, FhirError> {
+fn parse_query(req: &FhirRequest<'_>, max_count: usize) -> Result<HistoryQuery, FhirError> {
     let count = match req.param("_count") {
         None => DEFAULT_COUNT,
         Some(c) => c.parse::<usize>().ok().filter(|c| *c > 0).ok_or_else(|| FhirError::bad_request("_count must be a positive integer"))?,
@@ -64,7 +64,7 @@ fn parse_query(req: &FhirRequest<'_>) -> Result<HistoryQuery, FhirError> {
         None => None,
         Some(s) => Some(parse_instant(s).ok_or_else(|| FhirError::bad_request("_since must be an instant such as 2024-01-01T00:00:00Z"))?),
     };
-    Ok(HistoryQuery { count, since, cursor: req.param("_cursor").map(str::to_string) })
+    Ok(HistoryQuery { count: count.min(max_count), since, cursor: req.param("_cursor").map(str::to_string) })
 }
 
 fn parse_instant(s: &str) -> Option<DateTime<Utc>> {

@@ -18,10 +18,9 @@ use super::error::FhirError;
 use super::response::fhir_json;
 use super::FhirRequest;
 
-/// Page size when `_count` is absent.
+/// Page size when `_count` is absent (never more than the configured largest page,
+/// `ServiceConfig::max_page_size`, to which larger `_count`s are reduced: search.html#count).
 pub const DEFAULT_COUNT: usize = 100;
-/// Largest page size; larger `_count`s are reduced to it (search.html#count).
-pub const MAX_COUNT: usize = 1000;
 
 /// Parameters that shape the response, not the match set, and are left out of `self` links
 /// of later pages.
@@ -39,7 +38,8 @@ pub async fn search(
     let params = parameters(req)?;
     let handling = req.headers.get("prefer").and_then(|v| v.to_str().ok()).map(Handling::from_prefer).unwrap_or_default();
     let request = query::parse(Some(resource_type), &params, handling).map_err(search_error)?;
-    let count = request.result.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT);
+    let max = services.config.max_page_size;
+    let count = request.result.count.unwrap_or(DEFAULT_COUNT).min(max);
     let summary_count = request.result.summary == Some(SummaryMode::Count);
     let page = services.search.search(ds, &request, &scope, if summary_count { 0 } else { count }).await?;
     let path = match &scope.compartment {
@@ -165,7 +165,10 @@ pub async fn everything(
                 since = Some(parsed.with_timezone(&chrono::Utc));
             }
             "_count" => {
-                count = value.parse::<usize>().map_err(|_| FhirError::bad_request("_count must be a non-negative integer"))?.min(MAX_COUNT)
+                count = value
+                    .parse::<usize>()
+                    .map_err(|_| FhirError::bad_request("_count must be a non-negative integer"))?
+                    .min(services.config.max_page_size)
             }
             "_cursor" => cursor = Some(value.clone()),
             _ => {

@@ -33,8 +33,7 @@ fn fixture() -> Fixture {
         clock: clock.clone(),
         ids: Arc::new(SequentialIds::new()),
     };
-    let config =
-        ServiceConfig { region: REGION.to_string(), account_id: ACCOUNT.to_string(), public_base_url: "http://127.0.0.1:8080".to_string() };
+    let config = ServiceConfig::new(REGION, ACCOUNT, "http://127.0.0.1:8080");
     Fixture { service: DatastoreService::new(Arc::new(config), backends), table, keys, clock }
 }
 

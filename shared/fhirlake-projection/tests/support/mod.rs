@@ -142,5 +142,5 @@ pub async fn fixture() -> Fixture {
 
 /// The services' settings in the fixtures.
 pub fn config() -> ServiceConfig {
-    ServiceConfig { region: "us-east-1".into(), account_id: "123456789012".into(), public_base_url: "http://localhost".into() }
+    ServiceConfig::new("us-east-1", "123456789012", "http://localhost")
 }
