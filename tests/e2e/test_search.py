@@ -137,3 +137,27 @@ def test_patient_everything(clinic):
     assert ids(search(clinic, "Patient/pa/$everything?_since=2999-01-01T00:00:00Z")) == []
     error_with(clinic.get("Patient/nobody/$everything"), 404, "not-found")
     error_with(clinic.get("Patient/pa/$everything?_type=NotAType"), 400, "invalid")
+
+
+def test_everything_of_every_patient(clinic):
+    put(clinic, {"resourceType": "Encounter", "id": "en0", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "Patient/pb"}})
+    clinic.delete("Observation/ob1")
+    expected = [("Patient", "pa"), ("Observation", "ob0"), ("Patient", "pb"), ("Encounter", "en0"), ("Observation", "ob2"), ("Observation", "ob3")]
+    whole = search(clinic, "Patient/$everything")
+    assert [(e["resource"]["resourceType"], e["resource"]["id"]) for e in whole["entry"]] == expected
+    assert whole["entry"][0]["fullUrl"].endswith("/r4/Patient/pa")
+    for count in (1, 2, 4):
+        seen, url = [], f"Patient/$everything?_count={count}"
+        while url:
+            page = search(clinic, url)
+            assert len(page.get("entry", [])) <= count
+            seen += [(e["resource"]["resourceType"], e["resource"]["id"]) for e in page.get("entry", [])]
+            nxt = [l["url"] for l in page["link"] if l["relation"] == "next"]
+            url = nxt[0].split("/r4/", 1)[1] if nxt else None
+        assert seen == expected, count
+    assert ids(search(clinic, "Patient/$everything?_type=Observation")) == ["ob0", "ob2", "ob3"]
+    assert ids(search(clinic, "Patient/$everything?_since=2999-01-01T00:00:00Z")) == []
+    error_with(clinic.get("Patient/$everything?_type=NotAType"), 400, "invalid")
+    error_with(clinic.get("Patient/$everything?_cursor=garbage"), 400, "invalid")
+    everything = [op for r in search(clinic, "metadata")["rest"][0]["resource"] if r["type"] == "Patient" for op in r.get("operation", [])]
+    assert everything == [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]

@@ -38,6 +38,8 @@ const RANGE_PAGE: usize = 1000;
 const MAX_INCLUDED: usize = 5000;
 /// Most rounds of `:iterate`.
 const MAX_ITERATIONS: usize = 8;
+/// Compartment types a `$everything` searches at once.
+const EVERYTHING_CONCURRENCY: usize = 16;
 
 /// One page of search results.
 #[derive(Debug, Clone, Default)]
@@ -178,20 +180,102 @@ impl SearchService {
         cursor: Option<&str>,
     ) -> CoreResult<SearchPage> {
         let patient = self.resources.read(ds, "Patient", patient_id).await?;
-        let wanted = |t: &str| types.is_empty() || types.iter().any(|w| w == t);
-        let mut all = Vec::new();
-        if wanted("Patient") {
-            all.push(patient);
+        let all = self.patient_everything(ds, patient, types, since).await?;
+        positioned_page(all, everything_key, count, cursor)
+    }
+
+    /// `Patient/$everything`: the `$everything` of every patient, patient after patient in id
+    /// order (each as [`Self::everything`] lists it), `count` per page. A resource in the
+    /// compartments of several patients appears once for each. The total is not counted.
+    pub async fn everything_for_all(
+        &self,
+        ds: &ActiveDatastore,
+        types: &[String],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        count: usize,
+        cursor: Option<&str>,
+    ) -> CoreResult<SearchPage> {
+        // The cursor names the last patient and the last resource of its list returned.
+        let resume = match cursor {
+            None => None,
+            Some(c) => {
+                let c = decode_cursor(c)?;
+                let (patient, key) = c.after.split_once('\n').ok_or_else(|| CoreError::Invalid("invalid page cursor".into()))?;
+                Some((patient.to_string(), key.to_string(), c.position.unwrap_or(0)))
+            }
+        };
+        let mut page = SearchPage::default();
+        let mut last: Option<(String, String, usize)> = None;
+        let mut patients: VecDeque<StoredVersion> = VecDeque::new();
+        if let Some((patient, _, _)) = &resume {
+            match self.resources.read(ds, "Patient", patient).await {
+                Ok(v) => patients.push_back(v),
+                Err(CoreError::NotFound(_) | CoreError::Gone(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
+        let mut listing = self.listing(ds, "Patient", resume.as_ref().map(|(p, _, _)| p.as_str()));
+        loop {
+            if patients.is_empty() {
+                patients.extend(self.next_candidates(ds, "Patient", &mut listing, 16).await?);
+            }
+            let Some(patient) = patients.pop_front() else { break };
+            let patient_id = patient.id.clone();
+            let list = self.patient_everything(ds, patient, types, since).await?;
+            let start = match &resume {
+                Some((p, key, position)) if *p == patient_id => {
+                    list.iter().position(|v| everything_key(v) == *key).map_or(*position, |i| i + 1)
+                }
+                _ => 0,
+            };
+            for (i, version) in list.into_iter().enumerate().skip(start) {
+                if page.matches.len() == count {
+                    page.next_cursor =
+                        last.map(|(p, key, position)| encode_cursor(&Cursor { after: format!("{p}\n{key}"), position: Some(position) }));
+                    return Ok(page);
+                }
+                last = Some((patient_id.clone(), everything_key(&version), i + 1));
+                page.matches.push(version);
+            }
+        }
+        Ok(page)
+    }
+
+    /// One patient's `$everything`: the patient, then its compartment type by type, each in id
+    /// order (the compartment's types are searched concurrently).
+    async fn patient_everything(
+        &self,
+        ds: &ActiveDatastore,
+        patient: StoredVersion,
+        types: &[String],
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> CoreResult<Vec<StoredVersion>> {
+        let wanted = |t: &str| types.is_empty() || types.iter().any(|w| w == t);
+        let mut searches = tokio::task::JoinSet::new();
+        let mut members: Vec<Option<Vec<StoredVersion>>> = Vec::new();
         for &resource_type in registry::resource_types() {
             if resource_type == "Patient" || !wanted(resource_type) {
                 continue;
             }
-            let Some(filter) = compartment_filter("Patient", patient_id, resource_type) else { continue };
-            all.extend(self.all_matches(ds, resource_type, &[filter]).await?);
+            let Some(filter) = compartment_filter("Patient", &patient.id, resource_type) else { continue };
+            let slot = members.len();
+            members.push(None);
+            while searches.len() >= EVERYTHING_CONCURRENCY {
+                store_search(&mut members, searches.join_next().await)?;
+            }
+            let (service, ds) = (self.clone(), ds.clone());
+            searches.spawn(async move { (slot, service.all_matches(&ds, resource_type, &[filter]).await) });
         }
+        while !searches.is_empty() {
+            store_search(&mut members, searches.join_next().await)?;
+        }
+        let mut all = Vec::new();
+        if wanted("Patient") {
+            all.push(patient);
+        }
+        all.extend(members.into_iter().flatten().flatten());
         all.retain(|v| since.is_none_or(|s| v.last_updated >= s));
-        positioned_page(all, |v| format!("{}/{}", v.resource_type, v.id), count, cursor)
+        Ok(all)
     }
 
     /// Turns criteria into filters, resolving chains and `_has`; `None` when some chain
@@ -759,6 +843,27 @@ fn compare_sort(sort: &[SortKey], a: &[Option<SortValue>], b: &[Option<SortValue
         }
     }
     Ordering::Equal
+}
+
+/// A resource's place in a `$everything` list.
+fn everything_key(v: &StoredVersion) -> String {
+    format!("{}/{}", v.resource_type, v.id)
+}
+
+type SearchOutcome = (usize, CoreResult<Vec<StoredVersion>>);
+
+/// Stores the outcome of one of `$everything`'s concurrent searches in its slot.
+fn store_search(slots: &mut [Option<Vec<StoredVersion>>], joined: Option<Result<SearchOutcome, tokio::task::JoinError>>) -> CoreResult<()> {
+    match joined {
+        Some(Ok((slot, outcome))) => {
+            if let Some(place) = slots.get_mut(slot) {
+                *place = Some(outcome?);
+            }
+            Ok(())
+        }
+        Some(Err(_)) => Err(CoreError::Internal("a compartment search failed".into())),
+        None => Ok(()),
+    }
 }
 
 /// One page of a collected, ordered result: `count` items after the cursor's anchor (the key of

@@ -12,6 +12,9 @@ pub const TYPE_INTERACTIONS: &[&str] =
 /// Interactions supported at the system level.
 pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
 
+/// The operation behind `Patient/[id]/$everything`.
+pub const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";
+
 /// Renders the server's CapabilityStatement. `base_url` is the datastore endpoint without the
 /// trailing slash; `software_version` the server's version.
 pub fn capability_statement(base_url: &str, software_version: &str, published: &str) -> Value {
@@ -27,7 +30,7 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
                 .filter(|p| p.kind == registry::SearchParamType::Reference)
                 .map(|p| format!("{name}:{}", p.code))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": name,
                 "interaction": interactions,
                 "versioning": "versioned-update",
@@ -40,7 +43,12 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
                 "searchInclude": include,
                 "searchRevInclude": ["*"],
                 "searchParam": search_params,
-            })
+            });
+            if *name == "Patient" {
+                // `Patient/{id}/$everything` and `Patient/$everything`.
+                resource["operation"] = json!([{"name": "everything", "definition": PATIENT_EVERYTHING}]);
+            }
+            resource
         })
         .collect();
     json!({

@@ -82,7 +82,8 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
         (Method::GET, [resource_type]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
         (Method::POST, [resource_type, "_search"]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
-        (Method::GET, ["Patient", id, "$everything"]) => search::everything(services, ds, req, &base, id).await,
+        (Method::GET, ["Patient", "$everything"]) => search::everything(services, ds, req, &base, None).await,
+        (Method::GET, ["Patient", id, "$everything"]) => search::everything(services, ds, req, &base, Some(id)).await,
         (Method::GET, [compartment, id, resource_type])
             if *resource_type != "_history"
                 && registry::compartment_types().any(|c| c == *compartment)

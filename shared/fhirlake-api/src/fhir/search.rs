@@ -136,13 +136,14 @@ fn internal() -> FhirError {
     FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", "internal error")
 }
 
-/// `GET Patient/{id}/$everything` with `_since`, `_type`, `_count` and paging.
+/// `GET Patient/{id}/$everything` (one patient) and `GET Patient/$everything` (every patient,
+/// `patient_id` `None`) with `_since`, `_type`, `_count` and paging.
 pub async fn everything(
     services: &Services,
     ds: &ActiveDatastore,
     req: &FhirRequest<'_>,
     base: &str,
-    patient_id: &str,
+    patient_id: Option<&str>,
 ) -> Result<Response, FhirError> {
     let params: Vec<(String, String)> = req.query.iter().filter(|(k, _)| k != "_format" && k != "_pretty").cloned().collect();
     let mut types = Vec::new();
@@ -180,13 +181,18 @@ pub async fn everything(
             }
         }
     }
-    let page = services.search.everything(ds, patient_id, &types, since, count, cursor.as_deref()).await?;
+    let (page, path) = match patient_id {
+        Some(id) => {
+            (services.search.everything(ds, id, &types, since, count, cursor.as_deref()).await?, format!("Patient/{id}/$everything"))
+        }
+        None => (services.search.everything_for_all(ds, &types, since, count, cursor.as_deref()).await?, "Patient/$everything".into()),
+    };
     let request = SearchRequest {
         resource_type: Some("Patient".into()),
         criteria: Vec::new(),
         result: fhirlake_fhir::search::ResultParams { cursor, ..Default::default() },
         ignored: Vec::new(),
     };
-    let body = render(base, &format!("Patient/{patient_id}/$everything"), &params, &request, &page, false)?;
+    let body = render(base, &path, &params, &request, &page, false)?;
     Ok(fhir_json(StatusCode::OK, body))
 }
