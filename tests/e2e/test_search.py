@@ -161,3 +161,32 @@ def test_everything_of_every_patient(clinic):
     error_with(clinic.get("Patient/$everything?_cursor=garbage"), 400, "invalid")
     everything = [op for r in search(clinic, "metadata")["rest"][0]["resource"] if r["type"] == "Patient" for op in r.get("operation", [])]
     assert everything == [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+
+
+def test_system_level_search(clinic):
+    def keys(bundle):
+        return [(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle.get("entry", [])]
+
+    everything = [("Observation", "ob0"), ("Observation", "ob1"), ("Observation", "ob2"), ("Observation", "ob3"), ("Patient", "pa"), ("Patient", "pb")]
+    whole = search(clinic, "?_type=Patient,Observation")
+    assert keys(whole) == everything and whole["total"] == 6
+    assert keys(search(clinic, "?_lastUpdated=gt2000-01-01")) == everything
+    assert keys(search(clinic, "?_id=pa,ob3")) == [("Observation", "ob3"), ("Patient", "pa")]
+    seen, url = [], "?_type=Patient,Observation&_count=4"
+    while url:
+        page = search(clinic, url)
+        assert len(page.get("entry", [])) <= 4
+        seen += keys(page)
+        nxt = [l["url"] for l in page["link"] if l["relation"] == "next"]
+        url = nxt[0].split("/r4/", 1)[1] if nxt else None
+    assert seen == everything
+    latest = search(clinic, "?_type=Patient,Observation&_sort=-_lastUpdated&_count=1&_total=accurate")
+    assert keys(latest) == [("Observation", "ob3")] and latest["total"] == 6
+    assert search(clinic, "?_type=Patient&_summary=count")["total"] == 2
+    posted = clinic.post("_search", data={"_id": "pb"}, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert posted.status_code == 200, posted.text[:300]
+    assert keys(posted.json()) == [("Patient", "pb")]
+    error_with(clinic.get("?_type=NotAType"), 400, "invalid")
+    error_with(clinic.get("?family=lind", headers={"Prefer": "handling=strict"}), 400, "invalid")
+    system = [i["code"] for i in search(clinic, "metadata")["rest"][0]["interaction"]]
+    assert "search-system" in system

@@ -298,6 +298,23 @@ def searches(resources):
               ("code", cond_code)))
     add(S("Condition", ("onset-date", "2017-02-05")))
     add(S("Condition", ("onset-date", "2017-02")))
+    # date windows: both ends bounded, no other criterion, so the window drives the search
+    obs_days = sorted({_day(o["effectiveDateTime"]) for o in d.by_type["Observation"] if o.get("effectiveDateTime")})
+    for day in d.pick(obs_days, 3):
+        add(S("Observation", ("date", f"ge{day}"), ("date", f"lt{_shift(day, 1)}")))
+    day = obs_days[len(obs_days) // 2]
+    add(S("Observation", ("date", f"gt{day}"), ("date", f"le{_shift(day, 3)}")))
+    add(S("Observation", ("date", f"sa{day}"), ("date", f"eb{_shift(day, 10)}")))
+    add(S("Observation", ("date", "ge2019-06-15"), ("date", "le2019-07-20")))
+    add(S("Observation", ("date", "ge2019-12-31T23:00:00Z"), ("date", "lt2020-01-03"), ("date", "ne2020-01-02")))
+    enc_days = sorted({_day(e["period"]["start"]) for e in encounters if e.get("period", {}).get("start")})
+    for day in d.pick(enc_days, 2):
+        add(S("Encounter", ("date", f"ge{day}"), ("date", f"lt{_shift(day, 2)}")))
+    add(S("Encounter", ("date", "sa2019"), ("date", "lt2030")))
+    add(S("Encounter", ("date", "ge1900"), ("date", "lt2100")))
+    add(S("Patient", ("birthdate", "ge1950"), ("birthdate", "lt1960")))
+    add(S("Patient", ("birthdate", "gt1974-12"), ("birthdate", "eb1990-06")))
+    add(S("Condition", ("onset-date", f"ge{onsets[len(onsets) // 2]}"), ("onset-date", f"le{_shift(onsets[len(onsets) // 2], 30)}")))
     add(S("Condition", ("recorded-date", "2017-02")))
     add(S("Condition", ("recorded-date", "2016-12-01")))
     add(S("Condition", ("recorded-date", "2016-11-30")))

@@ -58,10 +58,10 @@ pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version:
                     let blinded = key.blind(resource_type, param.code, &term);
                     Key::new(layout::term_pk(ds, resource_type, param.code, &blinded), layout::entry_sk(id, token))
                 }
-                IndexTerm::Ordered { unit, side, key: order } => {
+                IndexTerm::Ordered { unit, side, span, key: order } => {
                     let unit = unit.map(|u| key.blind(resource_type, param.code, &u));
                     Key::new(
-                        layout::ordered_pk(ds, resource_type, param.code, side, unit.as_deref()),
+                        layout::ordered_pk(ds, resource_type, param.code, side, span, unit.as_deref()),
                         layout::ordered_sk(&order, id, token),
                     )
                 }

@@ -8,7 +8,7 @@
 //! | system history entry| `hs#{ds}#{shard}`                | same as type history                 |
 //! | type listing entry  | `l#{ds}#{type}`                  | `{id}#{token}`                        |
 //! | equality index entry| `x#{ds}#{type}#{param}#{blinded term}` | `{id}#{token}`                  |
-//! | ordered index entry | `o#{ds}#{type}#{param}#{l|h}[#{blinded unit}]` | `{order key}#{id}#{token}` |
+//! | ordered index entry | `o#{ds}#{type}#{param}#{l|h}[{d|y|w}][#{blinded unit}]` | `{order key}#{id}#{token}` |
 //! | commit record       | `t#{ds}`                         | `{txid}`; its version list `{txid}#{chunk:04}` |
 //!
 //! History and index entries are written before the version item they belong to and carry its
@@ -23,7 +23,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use fhirlake_fhir::search::terms::Side;
+use fhirlake_fhir::search::terms::{Side, Span};
 use fhirlake_ports::Key;
 
 /// Number of shards of each history partition. Changing it re-partitions history.
@@ -154,15 +154,17 @@ pub fn term_pk(ds: &str, resource_type: &str, param: &str, blinded: &str) -> Str
     format!("x#{ds}#{resource_type}#{param}#{blinded}")
 }
 
-/// Partition of a parameter's ordered entries, by side and (for quantities) blinded unit.
-pub fn ordered_pk(ds: &str, resource_type: &str, param: &str, side: Side, unit: Option<&str>) -> String {
+/// Partition of a parameter's ordered entries, by side, (for dates) width class and (for
+/// quantities) blinded unit.
+pub fn ordered_pk(ds: &str, resource_type: &str, param: &str, side: Side, span: Option<Span>, unit: Option<&str>) -> String {
     let side = match side {
         Side::Low => 'l',
         Side::High => 'h',
     };
+    let span = span.map(Span::code).map(String::from).unwrap_or_default();
     match unit {
-        None => format!("o#{ds}#{resource_type}#{param}#{side}"),
-        Some(unit) => format!("o#{ds}#{resource_type}#{param}#{side}#{unit}"),
+        None => format!("o#{ds}#{resource_type}#{param}#{side}{span}"),
+        Some(unit) => format!("o#{ds}#{resource_type}#{param}#{side}{span}#{unit}"),
     }
 }
 
@@ -264,8 +266,9 @@ mod tests {
         assert_eq!(parse_entry_sk(&entry_sk("p-1.a", "00ff")), Some(("p-1.a", "00ff")));
         assert_eq!(parse_entry_sk(&ordered_sk("P5001", "p-1.a", "00ff")), Some(("p-1.a", "00ff")));
         assert_eq!(parse_entry_sk("nothing"), None);
-        assert_eq!(ordered_pk("d", "Observation", "date", Side::High, None), "o#d#Observation#date#h");
-        assert_eq!(ordered_pk("d", "Observation", "value-quantity", Side::Low, Some("u")), "o#d#Observation#value-quantity#l#u");
+        assert_eq!(ordered_pk("d", "Observation", "date", Side::High, Some(Span::Day), None), "o#d#Observation#date#hd");
+        assert_eq!(ordered_pk("d", "Observation", "date", Side::Low, Some(Span::Wide), None), "o#d#Observation#date#lw");
+        assert_eq!(ordered_pk("d", "Observation", "value-quantity", Side::Low, None, Some("u")), "o#d#Observation#value-quantity#l#u");
     }
 
     #[test]

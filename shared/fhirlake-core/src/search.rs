@@ -38,6 +38,8 @@ const RANGE_PAGE: usize = 1000;
 const MAX_INCLUDED: usize = 5000;
 /// Most rounds of `:iterate`.
 const MAX_ITERATIONS: usize = 8;
+/// The driver rank of ordered ranges (below equality terms, above scans).
+const RANGE_RANK: u8 = 3;
 /// Compartment types a `$everything` searches at once.
 const EVERYTHING_CONCURRENCY: usize = 16;
 
@@ -95,12 +97,12 @@ impl SearchService {
         SearchService { backends, resources }
     }
 
-    /// One page of the search `request` on its resource type, at most `count` matches.
+    /// One page of the search `request`, at most `count` matches: on its resource type, or on
+    /// every type (or those of `_type`) for a system search.
     pub async fn search(&self, ds: &ActiveDatastore, request: &SearchRequest, scope: &Scope, count: usize) -> CoreResult<SearchPage> {
-        let resource_type = request
-            .resource_type
-            .as_deref()
-            .ok_or_else(|| CoreError::Invalid("system-wide search is not supported yet: search one resource type".into()))?;
+        let Some(resource_type) = request.resource_type.as_deref() else {
+            return self.search_system(ds, request, count).await;
+        };
         let mut filters = Vec::new();
         if let Some((compartment, id)) = &scope.compartment {
             match compartment_filter(compartment, id, resource_type) {
@@ -129,6 +131,92 @@ impl SearchService {
         Ok(page)
     }
 
+    /// `GET [base]?…`: the criteria (parameters every resource has) on each type of `_type`, or
+    /// on every type, in (type, id) order; with `_sort`, all matches sorted.
+    async fn search_system(&self, ds: &ActiveDatastore, request: &SearchRequest, count: usize) -> CoreResult<SearchPage> {
+        let mut searched: Vec<(&'static str, Vec<Filter>)> = Vec::new();
+        for &resource_type in registry::resource_types() {
+            if !request.result.types.is_empty() && !request.result.types.iter().any(|t| t == resource_type) {
+                continue;
+            }
+            let criteria: Option<Vec<Criterion>> = request.criteria.iter().map(|c| retarget(c, resource_type)).collect();
+            let Some(criteria) = criteria else { continue };
+            if let Some(filters) = self.resolve(ds, resource_type, &criteria).await? {
+                searched.push((resource_type, filters));
+            }
+        }
+        let counted = request.result.total.is_some_and(|t| t != fhirlake_fhir::search::TotalMode::None);
+        if count == 0 || counted || !request.result.sort.is_empty() {
+            let mut all = Vec::new();
+            for (resource_type, filters) in &searched {
+                all.extend(self.all_matches(ds, resource_type, filters).await?);
+            }
+            if count == 0 {
+                return Ok(SearchPage { total: Some(all.len() as u64), ..SearchPage::default() });
+            }
+            if !request.result.sort.is_empty() {
+                let sort = &request.result.sort;
+                let mut keyed = Vec::with_capacity(all.len());
+                for version in all {
+                    let body = parse_body(&version)?.unwrap_or(Value::Null);
+                    let keys: Vec<Option<SortValue>> = sort.iter().map(|k| sort_value(&version.resource_type, k, &body)).collect();
+                    keyed.push((keys, version));
+                }
+                keyed.sort_by(|(a, va), (b, vb)| compare_sort(sort, a, b).then_with(|| everything_key(va).cmp(&everything_key(vb))));
+                let sorted = keyed.into_iter().map(|(_, v)| v).collect();
+                let mut page = positioned_page(sorted, everything_key, count, request.result.cursor.as_deref())?;
+                page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
+                return Ok(page);
+            }
+            let total = all.len() as u64;
+            let mut page = self.system_page(ds, &searched, count, request.result.cursor.as_deref()).await?;
+            page.total = Some(total);
+            page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
+            return Ok(page);
+        }
+        let mut page = self.system_page(ds, &searched, count, request.result.cursor.as_deref()).await?;
+        page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
+        Ok(page)
+    }
+
+    /// One page of a system search in (type, id) order after the cursor (`Type/id`).
+    async fn system_page(
+        &self,
+        ds: &ActiveDatastore,
+        searched: &[(&'static str, Vec<Filter>)],
+        count: usize,
+        cursor: Option<&str>,
+    ) -> CoreResult<SearchPage> {
+        let resume = match cursor {
+            None => None,
+            Some(c) => {
+                let after = decode_cursor(c)?.after;
+                let (resource_type, id) = after.split_once('/').ok_or_else(|| CoreError::Invalid("invalid page cursor".into()))?;
+                Some((resource_type.to_string(), id.to_string()))
+            }
+        };
+        let start = match &resume {
+            None => 0,
+            Some((t, _)) => searched.iter().position(|(s, _)| *s >= t.as_str()).unwrap_or(searched.len()),
+        };
+        let mut matches = Vec::new();
+        for (resource_type, filters) in &searched[start..] {
+            let after = resume.as_ref().filter(|(t, _)| t == resource_type).map(|(_, id)| id.as_str());
+            matches.extend(self.matches(ds, resource_type, filters, count + 1 - matches.len(), after).await?);
+            if matches.len() > count {
+                break;
+            }
+        }
+        let next_cursor = if matches.len() > count {
+            matches.truncate(count);
+            matches.last().map(|v| encode_cursor(&Cursor { after: everything_key(v), position: None }))
+        } else {
+            None
+        };
+        let total = (cursor.is_none() && next_cursor.is_none()).then_some(matches.len() as u64);
+        Ok(SearchPage { matches, next_cursor, total, included: Vec::new() })
+    }
+
     /// Every resource matching the criteria (no paging), for chains, `_has`, conditional
     /// operations and sorting.
     pub async fn find_all(&self, ds: &ActiveDatastore, resource_type: &str, criteria: &[Criterion]) -> CoreResult<Vec<StoredVersion>> {
@@ -145,7 +233,7 @@ impl SearchService {
         limit: usize,
     ) -> CoreResult<Vec<StoredVersion>> {
         let Some(filters) = self.resolve(ds, resource_type, criteria).await? else { return Ok(Vec::new()) };
-        self.matches(ds, resource_type, &filters, limit).await
+        self.matches(ds, resource_type, &filters, limit, None).await
     }
 
     /// The one resource the criteria select, `None` when none does; `PreconditionFailed` for
@@ -399,13 +487,20 @@ impl SearchService {
 
     /// Every match, in id order.
     async fn all_matches(&self, ds: &ActiveDatastore, resource_type: &str, filters: &[Filter]) -> CoreResult<Vec<StoredVersion>> {
-        self.matches(ds, resource_type, filters, usize::MAX).await
+        self.matches(ds, resource_type, filters, usize::MAX, None).await
     }
 
-    /// The first `limit` matches, in id order.
-    async fn matches(&self, ds: &ActiveDatastore, resource_type: &str, filters: &[Filter], limit: usize) -> CoreResult<Vec<StoredVersion>> {
+    /// The first `limit` matches with ids after `after`, in id order.
+    async fn matches(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        filters: &[Filter],
+        limit: usize,
+        after: Option<&str>,
+    ) -> CoreResult<Vec<StoredVersion>> {
         let index_key = self.resources.index_key(ds).await?;
-        let (mut driver, driver_index) = self.driver(ds, &index_key, resource_type, filters, None).await?;
+        let (mut driver, driver_index) = self.driver(ds, &index_key, resource_type, filters, after).await?;
         let now = self.backends.clock.now().timestamp_micros();
         let mut matches = Vec::new();
         loop {
@@ -465,6 +560,20 @@ impl SearchService {
             let ids = ids.iter().filter(|id| after.is_none_or(|a| id.as_str() > a)).cloned().collect();
             return Ok((Driver::Ids(ids), Some(chosen)));
         }
+        if rank == RANGE_RANK {
+            // Criteria bounding a date window from both sides read the window only.
+            let criteria: Vec<&Criterion> = filters
+                .iter()
+                .filter_map(|f| match f {
+                    Filter::Criterion(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if let Some(Lookup::Ranges { param, ranges }) = terms::window(&criteria) {
+                let collected = self.range_entries(ds, index_key, resource_type, param, &ranges, after).await?;
+                return Ok((Driver::Collected(collected.into_values().flatten().collect()), None));
+            }
+        }
         let chosen_lookups = lookups[chosen].take().unwrap_or_default();
         let mut pks = Vec::new();
         let mut complete = true;
@@ -522,7 +631,7 @@ impl SearchService {
         let mut collected: BTreeMap<String, Vec<EntryRef>> = BTreeMap::new();
         for range in ranges {
             let unit = range.unit.as_ref().map(|u| index_key.blind(resource_type, param, u));
-            let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, unit.as_deref());
+            let pk = layout::ordered_pk(&ds.id, resource_type, param, range.side, range.span, unit.as_deref());
             let sk_range = match (&range.from, &range.to) {
                 (None, None) => SkRange::All,
                 (Some(f), None) => SkRange::AtLeast(f.clone()),
@@ -761,7 +870,7 @@ fn lookup_rank(lookup: &Lookup) -> (u8, usize) {
     match lookup {
         Lookup::Terms { terms, complete: true, .. } => (1, terms.len()),
         Lookup::Terms { terms, .. } => (2, terms.len()),
-        Lookup::Ranges { ranges, .. } => (3, ranges.len()),
+        Lookup::Ranges { ranges, .. } => (RANGE_RANK, ranges.len()),
         Lookup::Scan => (4, 0),
     }
 }

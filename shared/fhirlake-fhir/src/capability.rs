@@ -10,7 +10,7 @@ pub const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
 /// Interactions supported at the system level.
-pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "history-system"];
+pub const SYSTEM_INTERACTIONS: &[&str] = &["transaction", "batch", "search-system", "history-system"];
 
 /// The operation behind `Patient/[id]/$everything`.
 pub const PATIENT_EVERYTHING: &str = "http://hl7.org/fhir/OperationDefinition/Patient-everything";

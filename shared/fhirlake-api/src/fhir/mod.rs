@@ -80,8 +80,9 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET, ["metadata"]) => Ok(capability(services, &base)),
         (_, ["metadata"]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
-        (Method::GET, [resource_type]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
-        (Method::POST, [resource_type, "_search"]) => search::search(services, ds, req, &base, resource_type, Scope::default()).await,
+        (Method::POST, ["_search"]) => search::search(services, ds, req, &base, None, Scope::default()).await,
+        (Method::GET, [resource_type]) => search::search(services, ds, req, &base, Some(resource_type), Scope::default()).await,
+        (Method::POST, [resource_type, "_search"]) => search::search(services, ds, req, &base, Some(resource_type), Scope::default()).await,
         (Method::GET, ["Patient", "$everything"]) => search::everything(services, ds, req, &base, None).await,
         (Method::GET, ["Patient", id, "$everything"]) => search::everything(services, ds, req, &base, Some(id)).await,
         (Method::GET, [compartment, id, resource_type])
@@ -90,7 +91,7 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
                 && registry::is_resource_type(resource_type) =>
         {
             let scope = Scope { compartment: Some((compartment.to_string(), id.to_string())) };
-            search::search(services, ds, req, &base, resource_type, scope).await
+            search::search(services, ds, req, &base, Some(resource_type), scope).await
         }
         (Method::POST, [resource_type]) => create(services, ds, req, &base, resource_type).await,
         (Method::GET, [resource_type, "_history"]) => history::of_type(services, ds, req, &base, resource_type).await,
@@ -121,9 +122,7 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             Ok(representation(StatusCode::OK, &v, None))
         }
         (Method::POST, []) => bundle::process(services, ds, req, &base).await,
-        (Method::GET, []) => {
-            Err(FhirError::new(StatusCode::NOT_IMPLEMENTED, "not-supported", "system-level search is not supported by this server yet"))
-        }
+        (Method::GET, []) => search::search(services, ds, req, &base, None, Scope::default()).await,
         (_, [] | [_] | [_, _] | [_, _, "_history"] | [_, _, "_history", _]) => Err(method_not_allowed()),
         _ => Err(FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")),
     }

@@ -26,25 +26,26 @@ pub const DEFAULT_COUNT: usize = 100;
 /// of later pages.
 const PAGING: [&str; 1] = ["_cursor"];
 
-/// Runs a search of `resource_type` with the request's query (and, for POST, its form body).
+/// Runs a search of `resource_type` (`None`: a system search, `[base]?…`) with the request's
+/// query (and, for POST, its form body).
 pub async fn search(
     services: &Services,
     ds: &ActiveDatastore,
     req: &FhirRequest<'_>,
     base: &str,
-    resource_type: &str,
+    resource_type: Option<&str>,
     scope: Scope,
 ) -> Result<Response, FhirError> {
     let params = parameters(req)?;
     let handling = req.headers.get("prefer").and_then(|v| v.to_str().ok()).map(Handling::from_prefer).unwrap_or_default();
-    let request = query::parse(Some(resource_type), &params, handling).map_err(search_error)?;
+    let request = query::parse(resource_type, &params, handling).map_err(search_error)?;
     let max = services.config.max_page_size;
     let count = request.result.count.unwrap_or(DEFAULT_COUNT).min(max);
     let summary_count = request.result.summary == Some(SummaryMode::Count);
     let page = services.search.search(ds, &request, &scope, if summary_count { 0 } else { count }).await?;
     let path = match &scope.compartment {
-        Some((compartment, id)) => format!("{compartment}/{id}/{resource_type}"),
-        None => resource_type.to_string(),
+        Some((compartment, id)) => format!("{compartment}/{id}/{}", resource_type.unwrap_or_default()),
+        None => resource_type.unwrap_or_default().to_string(),
     };
     let body = render(base, &path, &params, &request, &page, summary_count)?;
     Ok(fhir_json(StatusCode::OK, body))

@@ -17,7 +17,7 @@
 //! | reference | `r|Type/id` (or the url; canonicals also without `|version`) | |
 //! | reference identifier | `i|system|value`, `j|value` | |
 //! | uri | `u|uri` | |
-//! | date | | low end and high end, as two entries |
+//! | date | | low end and high end, as two entries, in the partitions of the value's [`Span`] |
 //! | number | | the value |
 //! | quantity | | the value, in the any-unit partition and in `s|system|code` and `c|code` (and `c|unit`) |
 
@@ -40,17 +40,70 @@ pub enum Side {
     High,
 }
 
+/// How wide a date value's range is. Each class has its own partitions, so that a search for a
+/// window (`date=ge2024-01-05&date=lt2024-01-06`) reads only the narrow values whose low end lies
+/// near the window ([`window`]) instead of intersecting two half-populations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Span {
+    /// At most a day: instants, date-times, dates.
+    Day,
+    /// At most 366 days: months, years, short periods.
+    Year,
+    /// Longer, or open-ended.
+    Wide,
+}
+
+impl Span {
+    /// Every class, narrowest first.
+    pub const ALL: [Span; 3] = [Span::Day, Span::Year, Span::Wide];
+
+    const DAY_MICROS: i64 = 86_400_000_000;
+
+    /// The class of a range.
+    pub fn of(range: &DateRange) -> Span {
+        let width = range.hi.saturating_sub(range.lo);
+        if width < Self::DAY_MICROS {
+            Span::Day
+        } else if width < 366 * Self::DAY_MICROS {
+            Span::Year
+        } else {
+            Span::Wide
+        }
+    }
+
+    /// Every range of the class is narrower than this; `None` for [`Span::Wide`].
+    pub fn max_width(self) -> Option<i64> {
+        match self {
+            Span::Day => Some(Self::DAY_MICROS),
+            Span::Year => Some(366 * Self::DAY_MICROS),
+            Span::Wide => None,
+        }
+    }
+
+    /// The class's letter in partition keys.
+    pub fn code(self) -> char {
+        match self {
+            Span::Day => 'd',
+            Span::Year => 'y',
+            Span::Wide => 'w',
+        }
+    }
+}
+
 /// One index term of one resource for one parameter.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IndexTerm {
     /// The resource has a value equal to the term.
     Exact(String),
-    /// An ordered value: `key` in the partition of `side` (and `unit`, for quantities).
+    /// An ordered value: `key` in the partition of `side` (and `span`, for dates; `unit`, for
+    /// quantities).
     Ordered {
         /// The sub-partition of a quantity's unit (`s|system|code`, `c|code`); `None` for all.
         unit: Option<String>,
         /// Which end the key is.
         side: Side,
+        /// A date's width class; `None` for numbers and quantities.
+        span: Option<Span>,
         /// The order-preserving key ([`date_key`], [`Decimal::order_key`]).
         key: String,
     },
@@ -100,11 +153,12 @@ fn value_terms(param: &SearchParamDef, value: &SearchValue, out: &mut BTreeSet<I
         }
         SearchValue::Uri(uri) => exact(format!("u|{uri}")),
         SearchValue::Date(range) => {
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, key: date_key(range.lo) });
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::High, key: date_key(range.hi) });
+            let span = Some(Span::of(range));
+            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, span, key: date_key(range.lo) });
+            out.insert(IndexTerm::Ordered { unit: None, side: Side::High, span, key: date_key(range.hi) });
         }
         SearchValue::Number(number) => {
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, key: number.order_key() });
+            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, span: None, key: number.order_key() });
         }
         SearchValue::Quantity { value, system, code, unit } => {
             let key = value.order_key();
@@ -114,7 +168,7 @@ fn value_terms(param: &SearchParamDef, value: &SearchValue, out: &mut BTreeSet<I
             }
             units.extend(code.iter().chain(unit.iter()).map(|c| Some(format!("c|{c}"))));
             for unit in units {
-                out.insert(IndexTerm::Ordered { unit, side: Side::Low, key: key.clone() });
+                out.insert(IndexTerm::Ordered { unit, side: Side::Low, span: None, key: key.clone() });
             }
         }
         // Text of tokens is searched by scanning (`:text`); composites through a component.
@@ -163,6 +217,8 @@ pub struct KeyRange {
     pub unit: Option<String>,
     /// Which end the partition is sorted by.
     pub side: Side,
+    /// The date width class of the partition; `None` for numbers and quantities.
+    pub span: Option<Span>,
     /// The lowest key, inclusive.
     pub from: Option<String>,
     /// The highest key, inclusive.
@@ -191,7 +247,7 @@ pub fn lookup(criterion: &Criterion) -> Lookup {
                     term_param = p;
                 }
             }
-            ValueLookup::Range(r) => ranges.push(r),
+            ValueLookup::Ranges(r) => ranges.extend(r),
             ValueLookup::Scan => return Lookup::Scan,
         }
     }
@@ -208,7 +264,7 @@ pub fn lookup(criterion: &Criterion) -> Lookup {
 
 enum ValueLookup {
     Terms(Vec<String>, bool, Option<&'static str>),
-    Range(KeyRange),
+    Ranges(Vec<KeyRange>),
     Scan,
 }
 
@@ -252,15 +308,17 @@ fn value_lookup(param: &'static SearchParamDef, modifier: &Modifier, value: &Que
             prefixes.push(format!("u|{uri}"));
             Terms(prefixes, false, None)
         }
-        (Modifier::None, QueryValue::Date { prefix, value }) => date_range(*prefix, value).map_or(Scan, ValueLookup::Range),
-        (Modifier::None, QueryValue::Number { prefix, value }) => number_range(None, *prefix, value).map_or(Scan, ValueLookup::Range),
+        (Modifier::None, QueryValue::Date { prefix, value }) => date_ranges(*prefix, value).map_or(Scan, ValueLookup::Ranges),
+        (Modifier::None, QueryValue::Number { prefix, value }) => {
+            number_range(None, *prefix, value).map_or(Scan, |r| ValueLookup::Ranges(vec![r]))
+        }
         (Modifier::None, QueryValue::Quantity { prefix, value, system, code }) => {
             let unit = match (system, code) {
                 (Some(s), Some(c)) if !s.is_empty() => Some(format!("s|{s}|{c}")),
                 (_, Some(c)) => Some(format!("c|{c}")),
                 _ => None,
             };
-            number_range(unit, *prefix, value).map_or(Scan, ValueLookup::Range)
+            number_range(unit, *prefix, value).map_or(Scan, |r| ValueLookup::Ranges(vec![r]))
         }
         (Modifier::None, QueryValue::Composite(parts)) => composite_lookup(param, parts),
         _ => Scan,
@@ -298,11 +356,17 @@ fn composite_lookup(param: &'static SearchParamDef, parts: &[QueryValue]) -> Val
     }
 }
 
-/// A superset of the dates `prefix value` selects (search.html#prefix), as one range of
-/// low ends or of high ends.
-fn date_range(prefix: Prefix, s: &DateRange) -> Option<KeyRange> {
-    let range =
-        |side, from: Option<i64>, to: Option<i64>| Some(KeyRange { unit: None, side, from: from.map(date_key), to: to.map(date_key) });
+/// A superset of the dates `prefix value` selects (search.html#prefix), as one range of low
+/// ends or of high ends, in the partitions of every [`Span`].
+fn date_ranges(prefix: Prefix, s: &DateRange) -> Option<Vec<KeyRange>> {
+    let (side, from, to) = date_range(prefix, s)?;
+    let range = |span| KeyRange { unit: None, side, span: Some(span), from: from.map(date_key), to: to.map(date_key) };
+    Some(Span::ALL.into_iter().map(range).collect())
+}
+
+/// The side and the bounds (µs, inclusive) of the ends `prefix value` selects.
+fn date_range(prefix: Prefix, s: &DateRange) -> Option<(Side, Option<i64>, Option<i64>)> {
+    let range = |side, from: Option<i64>, to: Option<i64>| Some((side, from, to));
     match prefix {
         // The target lies within the search range.
         Prefix::Eq => range(Side::Low, Some(s.lo), Some(s.hi)),
@@ -333,7 +397,91 @@ fn number_range(unit: Option<String>, prefix: Prefix, value: &Decimal) -> Option
         }
         Prefix::Ne => return None,
     };
-    Some(KeyRange { unit, side: Side::Low, from: from.map(|d| d.order_key()), to: to.map(|d| d.order_key()) })
+    Some(KeyRange { unit, side: Side::Low, span: None, from: from.map(|d| d.order_key()), to: to.map(|d| d.order_key()) })
+}
+
+/// The lookup of several criteria on one date parameter that together bound a window from both
+/// sides (`date=ge2024-01-05&date=lt2024-01-06`, `sa`/`eb` too), when each names one date: the
+/// narrow values whose low end lies within the window widened by their class's width, and the
+/// wide values by their low end (or, with no lower bound on it, by their high end). A superset
+/// of the matches of all the criteria, always verified. `None` when the criteria do not bound
+/// both sides of one parameter.
+pub fn window(criteria: &[&Criterion]) -> Option<Lookup> {
+    let mut by_param: Vec<(&'static str, Bounds)> = Vec::new();
+    for criterion in criteria {
+        let (Modifier::None, [QueryValue::Date { prefix, value }], true) =
+            (&criterion.modifier, criterion.values.as_slice(), criterion.path.is_empty())
+        else {
+            continue;
+        };
+        let code = criterion.param.code;
+        let at = match by_param.iter().position(|(c, _)| *c == code) {
+            Some(i) => i,
+            None => {
+                by_param.push((code, Bounds::default()));
+                by_param.len() - 1
+            }
+        };
+        let bounds = &mut by_param[at].1;
+        match date_range(*prefix, value) {
+            Some((Side::Low, from, to)) => {
+                bounds.low_from = max_opt(bounds.low_from, from);
+                bounds.low_to = min_opt(bounds.low_to, to);
+            }
+            Some((Side::High, from, to)) => {
+                bounds.high_from = max_opt(bounds.high_from, from);
+                bounds.high_to = min_opt(bounds.high_to, to);
+            }
+            None => {}
+        }
+    }
+    by_param.into_iter().find_map(|(param, b)| b.ranges().map(|ranges| Lookup::Ranges { param, ranges }))
+}
+
+/// What the criteria require of one parameter's low and high ends (µs, inclusive).
+#[derive(Debug, Default, Clone, Copy)]
+struct Bounds {
+    low_from: Option<i64>,
+    low_to: Option<i64>,
+    high_from: Option<i64>,
+    high_to: Option<i64>,
+}
+
+impl Bounds {
+    fn ranges(self) -> Option<Vec<KeyRange>> {
+        // A value's low end is at most its high end, and more than `width` below it.
+        let upper = min_opt(self.low_to, self.high_to)?;
+        if self.low_from.is_none() && self.high_from.is_none() {
+            return None;
+        }
+        let key_range = |side, span, from: Option<i64>, to: Option<i64>| KeyRange {
+            unit: None,
+            side,
+            span: Some(span),
+            from: from.map(date_key),
+            to: to.map(date_key),
+        };
+        let ranges = Span::ALL.into_iter().map(|span| match span.max_width() {
+            Some(width) => key_range(Side::Low, span, max_opt(self.low_from, self.high_from.map(|h| h.saturating_sub(width))), Some(upper)),
+            None if self.low_from.is_some() => key_range(Side::Low, span, self.low_from, Some(upper)),
+            None => key_range(Side::High, span, self.high_from, self.high_to),
+        });
+        Some(ranges.collect())
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +554,55 @@ mod tests {
         assert_eq!(ranges[0].from, Some(date_key(range.hi + 1)));
         assert_eq!(lookup(&criterion(Prefix::Ne)), Lookup::Scan);
         assert!(date_key(DateRange::MIN) < date_key(0) && date_key(0) < date_key(DateRange::MAX));
+    }
+
+    #[test]
+    fn dates_are_classed_by_width() {
+        let class = |s: &str| Span::of(&DateRange::parse(s).expect("a date"));
+        assert_eq!(class("2024-05-01T10:00:00Z"), Span::Day);
+        assert_eq!(class("2024-05-01"), Span::Day);
+        assert_eq!(class("2024-05"), Span::Year);
+        assert_eq!(class("2024"), Span::Year);
+        let period = DateRange::period(DateRange::parse("2020"), DateRange::parse("2023")).expect("a period");
+        assert_eq!(Span::of(&period), Span::Wide);
+        let open = DateRange::period(DateRange::parse("2020"), None).expect("an open period");
+        assert_eq!(Span::of(&open), Span::Wide);
+        let terms = index_terms(param("Observation", "date"), &[SearchValue::Date(period)]);
+        assert!(terms.iter().all(|t| matches!(t, IndexTerm::Ordered { span: Some(Span::Wide), .. })));
+    }
+
+    #[test]
+    fn a_window_bounds_the_low_end_of_narrow_values() {
+        let date = param("Observation", "date");
+        let criterion = |prefix, value: &str| Criterion {
+            path: vec![],
+            param: date,
+            modifier: Modifier::None,
+            values: vec![QueryValue::Date { prefix, value: DateRange::parse(value).expect("a date") }],
+        };
+        let (ge, lt) = (criterion(Prefix::Ge, "2024-01-05"), criterion(Prefix::Lt, "2024-01-06"));
+        let Some(Lookup::Ranges { param: code, ranges }) = window(&[&ge, &lt]) else { panic!("a window") };
+        assert_eq!(code, "date");
+        let start = DateRange::parse("2024-01-05").expect("a day").lo;
+        let end = DateRange::parse("2024-01-06").expect("a day").lo - 1;
+        let day = 86_400_000_000;
+        let expected = [
+            (Side::Low, Span::Day, Some(start - day), Some(end)),
+            (Side::Low, Span::Year, Some(start - 366 * day), Some(end)),
+            (Side::High, Span::Wide, Some(start), None),
+        ];
+        let got: Vec<_> = ranges.iter().map(|r| (r.side, r.span.expect("a span"), r.from.clone(), r.to.clone())).collect();
+        let expected: Vec<_> = expected.iter().map(|(side, span, f, t)| (*side, *span, f.map(date_key), t.map(date_key))).collect();
+        assert_eq!(got, expected);
+        // One side only, or a value list, is no window.
+        assert_eq!(window(&[&ge]), None);
+        let mut listed = criterion(Prefix::Lt, "2024-01-06");
+        listed.values.push(listed.values[0].clone());
+        assert_eq!(window(&[&ge, &listed]), None);
+        // `sa` bounds the low end itself, wide values included.
+        let sa = criterion(Prefix::Sa, "2024-01-04");
+        let Some(Lookup::Ranges { ranges, .. }) = window(&[&sa, &lt]) else { panic!("a window") };
+        assert!(ranges.iter().all(|r| r.side == Side::Low && r.to == Some(date_key(end))));
     }
 
     #[test]
