@@ -155,6 +155,18 @@ class AwsBackend:
         return ["--backend", "aws", "--table", self.table, "--bucket", self.bucket, "--kms-key", self.kms_key]
 
 
+def _aws_init(moto, run):
+    """Provisions a table, bucket and key on moto with `fhirlake aws init`."""
+    backend = AwsBackend(moto, f"fhirlake-e2e-{run}", f"fhirlake-e2e-{run}", f"alias/fhirlake-e2e-{run}")
+    init = subprocess.run(
+        [_binary(), "aws", "init", "--table", backend.table, "--bucket", backend.bucket, "--kms-key", backend.kms_key],
+        env={**os.environ, **moto.env}, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    if init.returncode != 0:
+        pytest.fail(f"fhirlake aws init failed ({init.returncode})\n{init.stdout}\n{init.stderr}")
+    return backend
+
+
 @pytest.fixture(scope="session")
 def aws_backend(tmp_path_factory):
     """With FHIRLAKE_E2E_BACKEND=aws: moto, provisioned by `fhirlake aws init`; else None."""
@@ -163,15 +175,11 @@ def aws_backend(tmp_path_factory):
         return
     logs = tmp_path_factory.mktemp("moto")
     moto = Moto(logs / "moto.log")
-    run = uuid.uuid4().hex[:12]
-    backend = AwsBackend(moto, f"fhirlake-e2e-{run}", f"fhirlake-e2e-{run}", f"alias/fhirlake-e2e-{run}")
-    init = subprocess.run(
-        [_binary(), "aws", "init", "--table", backend.table, "--bucket", backend.bucket, "--kms-key", backend.kms_key],
-        env={**os.environ, **moto.env}, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )
-    if init.returncode != 0:
+    try:
+        backend = _aws_init(moto, uuid.uuid4().hex[:12])
+    except BaseException:
         moto.stop()
-        pytest.fail(f"fhirlake aws init failed ({init.returncode})\n{init.stdout}\n{init.stderr}")
+        raise
     yield backend
     moto.stop()
 
@@ -208,13 +216,48 @@ def server(tmp_path_factory, aws_backend):
     srv.stop()
 
 
-@pytest.fixture(scope="session")
-def healthlake(server):
-    """A boto3 `healthlake` client pointed at the server, without retries (failures stay visible)."""
+@pytest.fixture(scope="module")
+def bulk_server(tmp_path_factory, aws_backend):
+    """A server with storage of its own (on moto: its own table, bucket and key), for tests that
+    write thousands of items: moto's Query reads every item of the table (DynamoDB's reads only
+    the partition), so on the shared table they would slow every later test."""
+    if aws_backend is None:
+        srv = Server(_binary(), tmp_path_factory.mktemp("bulk-data"), tmp_path_factory.mktemp("bulk-logs"))
+    else:
+        own = _aws_init(aws_backend.moto, f"bulk-{uuid.uuid4().hex[:8]}")
+        srv = Server(_binary(), tmp_path_factory.mktemp("bulk-data"), tmp_path_factory.mktemp("bulk-logs"),
+                     backend_args=own.args(), backend_env=aws_backend.moto.env)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _healthlake_client(server):
     session = boto3.session.Session(aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
                                     region_name=server.region)
     return session.client("healthlake", endpoint_url=server.base_url,
                           config=Config(retries={"mode": "standard", "max_attempts": 1}))
+
+
+def _active_datastore(healthlake, name=None):
+    created = healthlake.create_fhir_datastore(DatastoreTypeVersion="R4", DatastoreName=name or f"e2e-{uuid.uuid4().hex[:12]}")
+    datastore_id = created["DatastoreId"]
+    healthlake.get_waiter("fhir_datastore_active").wait(DatastoreId=datastore_id, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    props = healthlake.describe_fhir_datastore(DatastoreId=datastore_id)["DatastoreProperties"]
+    return Datastore(datastore_id, props["DatastoreEndpoint"], props["DatastoreArn"])
+
+
+@pytest.fixture
+def bulk_fhir(bulk_server):
+    """A FHIR client on a fresh datastore of [`bulk_server`]."""
+    ds = _active_datastore(_healthlake_client(bulk_server))
+    return SigV4Http(ds.endpoint, bulk_server.access_key, bulk_server.secret_key, bulk_server.region)
+
+
+@pytest.fixture(scope="session")
+def healthlake(server):
+    """A boto3 `healthlake` client pointed at the server, without retries (failures stay visible)."""
+    return _healthlake_client(server)
 
 
 @dataclass
@@ -267,13 +310,7 @@ def new_datastore(healthlake):
     """A factory: creates a datastore with boto3 and waits until it is ACTIVE."""
 
     def create(name=None):
-        created = healthlake.create_fhir_datastore(
-            DatastoreTypeVersion="R4", DatastoreName=name or f"e2e-{uuid.uuid4().hex[:12]}")
-        datastore_id = created["DatastoreId"]
-        healthlake.get_waiter("fhir_datastore_active").wait(
-            DatastoreId=datastore_id, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        props = healthlake.describe_fhir_datastore(DatastoreId=datastore_id)["DatastoreProperties"]
-        return Datastore(datastore_id, props["DatastoreEndpoint"], props["DatastoreArn"])
+        return _active_datastore(healthlake, name)
 
     return create
 

@@ -83,19 +83,19 @@ def test_a_failing_transaction_writes_nothing(fresh_fhir):
     error_outcome(fresh_fhir.post("", json={"resourceType": "Patient"}), 400)
 
 
-# Before the large batch: moto copies the whole table for every item of a TransactWriteItems, so
-# its transactions slow down with the table's size (DynamoDB's do not).
-def test_a_transaction_of_a_hundred_writes(fresh_fhir):
+# The large bundles run on a server of their own (`bulk_server`): on moto, the thousands of items
+# they write would slow every later test's queries.
+def test_a_transaction_of_a_hundred_writes(bulk_fhir):
     entries = [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:tx100", "value": str(i)}]},
                 "request": {"method": "POST", "url": "Patient"}} for i in range(100)]
-    bundle = post_bundle(fresh_fhir, "transaction", entries)
+    bundle = post_bundle(bulk_fhir, "transaction", entries)
     assert statuses(bundle) == ["201"] * 100
-    assert count(fresh_fhir, "Patient?identifier=urn:tx100|") == 100
+    assert count(bulk_fhir, "Patient?identifier=urn:tx100|") == 100
 
 
-def test_a_transaction_of_a_thousand_entries_commits_through_its_commit_record(fresh_fhir):
+def test_a_transaction_of_a_thousand_entries_commits_through_its_commit_record(bulk_fhir):
     """More writes than one DynamoDB TransactWriteItems takes: the commit-record protocol."""
-    kept = fresh_fhir.post("Patient", json={"resourceType": "Patient", "name": [{"family": "Before"}]}).json()
+    kept = bulk_fhir.post("Patient", json={"resourceType": "Patient", "name": [{"family": "Before"}]}).json()
     patient_url = f"urn:uuid:{uuid.uuid4()}"
     entries = [{"fullUrl": patient_url, "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:tx1000", "value": "p"}]},
                 "request": {"method": "POST", "url": "Patient"}},
@@ -104,23 +104,23 @@ def test_a_transaction_of_a_thousand_entries_commits_through_its_commit_record(f
     entries += [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "request": {"method": "POST", "url": "Observation"},
                  "resource": {"resourceType": "Observation", "status": "final", "code": {"text": f"obs {i}"},
                               "subject": {"reference": patient_url}}} for i in range(998)]
-    bundle = post_bundle(fresh_fhir, "transaction", entries)
+    bundle = post_bundle(bulk_fhir, "transaction", entries)
     assert statuses(bundle) == ["201", "200"] + ["201"] * 998
     pid = bundle["entry"][0]["resource"]["id"]
-    assert count(fresh_fhir, f"Observation?subject=Patient/{pid}") == 998
-    assert count(fresh_fhir, "Patient?family=before") == 0
-    updated = fresh_fhir.get(f"Patient/{kept['id']}").json()
+    assert count(bulk_fhir, f"Observation?subject=Patient/{pid}") == 998
+    assert count(bulk_fhir, "Patient?family=before") == 0
+    updated = bulk_fhir.get(f"Patient/{kept['id']}").json()
     assert (updated["name"][0]["family"], updated["meta"]["versionId"]) == ("After", "2")
     # The same bundle again now fails its ifMatch: nothing of it is written.
     for entry in entries:
         entry["fullUrl"] = f"urn:uuid:{uuid.uuid4()}" if entry.get("fullUrl") != patient_url else entry["fullUrl"]
-    error_outcome(fresh_fhir.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}), 412)
-    assert count(fresh_fhir, "Observation?code:text=obs") == 998
+    error_outcome(bulk_fhir.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}), 412)
+    assert count(bulk_fhir, "Observation?code:text=obs") == 998
 
 
-def test_a_batch_of_a_thousand_entries(fresh_fhir):
+def test_a_batch_of_a_thousand_entries(bulk_fhir):
     entries = [{"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:bulk", "value": str(i)}]},
                 "request": {"method": "POST", "url": "Patient"}} for i in range(1000)]
-    bundle = post_bundle(fresh_fhir, "batch", entries)
+    bundle = post_bundle(bulk_fhir, "batch", entries)
     assert statuses(bundle) == ["201"] * 1000
-    assert count(fresh_fhir, "Patient?identifier=urn:bulk|") == 1000
+    assert count(bulk_fhir, "Patient?identifier=urn:bulk|") == 1000

@@ -1,11 +1,14 @@
 //! The search index entries of one stored version: a listing entry for its type, an entry per
 //! equality term (blinded with the datastore's [`IndexKey`]) and per ordered value of each of
-//! the type's search parameters. Key patterns are in [`crate::layout`]; `docs/search.md`
+//! the type's search parameters, and an entry in the partition of each compartment it belongs
+//! to (`Patient/p1`'s partition lists every resource whose compartment parameters reference
+//! it, so `$everything` reads one partition). Key patterns are in [`crate::layout`]; `docs/search.md`
 //! explains how entries become visible with their version and why that makes them consistent.
 
 use fhirlake_fhir::registry::{self, SearchParamType};
 use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
-use fhirlake_fhir::search::values;
+use fhirlake_fhir::resource as fhir_resource;
+use fhirlake_fhir::search::{values, SearchValue};
 use fhirlake_ports::{AttrValue, Item, Key};
 use serde_json::Value;
 
@@ -47,11 +50,15 @@ impl EntryRef {
 pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
     let stamp = |k: Key| Item::new(k).with(VERSION_ATTR, AttrValue::N(version as i64));
     let mut items = vec![stamp(Key::new(layout::listing_pk(ds, resource_type), layout::entry_sk(id, token)))];
+    let mut compartments = std::collections::BTreeSet::new();
     for param in registry::search_params(resource_type) {
         if matches!(param.kind, SearchParamType::Composite | SearchParamType::Special) || param.expression_for(resource_type).is_none() {
             continue;
         }
         let found = values::extract(resource_type, param, resource);
+        if param.kind == SearchParamType::Reference {
+            compartments.extend(compartment_owners(resource_type, param.code, &found));
+        }
         for term in index_terms(param, &found) {
             let entry = match term {
                 IndexTerm::Exact(term) => {
@@ -69,5 +76,24 @@ pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version:
             items.push(stamp(entry));
         }
     }
+    for (compartment, owner) in compartments {
+        items.push(stamp(Key::new(layout::compartment_pk(ds, compartment, &owner), layout::compartment_sk(resource_type, id, token))));
+    }
     items
+}
+
+/// The compartments (`Patient`, `p1`) that a parameter's reference values put a resource in.
+fn compartment_owners<'a>(
+    resource_type: &str,
+    code: &str,
+    found: &'a [SearchValue],
+) -> impl Iterator<Item = (&'static str, String)> + use<'a> {
+    let compartments: Vec<&'static str> =
+        registry::compartment_types().filter(|c| registry::compartment_params(c, resource_type).contains(&code)).collect();
+    found.iter().filter_map(move |value| {
+        let SearchValue::Reference { reference, .. } = value else { return None };
+        let (target, owner) = reference.split_once('/')?;
+        let compartment = compartments.iter().find(|c| **c == target)?;
+        fhir_resource::is_valid_id(owner).then(|| (*compartment, owner.to_string()))
+    })
 }

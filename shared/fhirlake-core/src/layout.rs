@@ -9,6 +9,8 @@
 //! | type listing entry  | `l#{ds}#{type}`                  | `{id}#{token}`                        |
 //! | equality index entry| `x#{ds}#{type}#{param}#{blinded term}` | `{id}#{token}`                  |
 //! | ordered index entry | `o#{ds}#{type}#{param}#{l|h}[{d|y|w}][#{blinded unit}]` | `{order key}#{id}#{token}` |
+//! | compartment entry   | `c#{ds}#{compartment}#{owner id}` | `{type}#{id}#{token}`               |
+//! | type presence       | `p#{ds}`                         | `{type}`                              |
 //! | commit record       | `t#{ds}`                         | `{txid}`; its version list `{txid}#{chunk:04}` |
 //!
 //! History and index entries are written before the version item they belong to and carry its
@@ -166,6 +168,31 @@ pub fn ordered_pk(ds: &str, resource_type: &str, param: &str, side: Side, span: 
         None => format!("o#{ds}#{resource_type}#{param}#{side}{span}"),
         Some(unit) => format!("o#{ds}#{resource_type}#{param}#{side}{span}#{unit}"),
     }
+}
+
+/// Partition naming every resource type a datastore has held: one item per type, sort key the type.
+pub fn type_presence_pk(ds: &str) -> String {
+    format!("p#{ds}")
+}
+
+/// The item recording that a datastore has held resources of a type.
+pub fn type_presence_key(ds: &str, resource_type: &str) -> Key {
+    Key::new(type_presence_pk(ds), resource_type)
+}
+
+/// Partition listing the members of one compartment (`Patient`, `p1`).
+pub fn compartment_pk(ds: &str, compartment: &str, owner: &str) -> String {
+    format!("c#{ds}#{compartment}#{owner}")
+}
+
+/// Sort key of a compartment entry: members sort by type, then id.
+pub fn compartment_sk(resource_type: &str, id: &str, token: &str) -> String {
+    format!("{resource_type}#{id}#{token}")
+}
+
+/// The resource type at the start of a compartment entry's sort key.
+pub fn compartment_member_type(sk: &str) -> Option<&str> {
+    sk.split_once('#').map(|(t, _)| t).filter(|t| !t.is_empty())
 }
 
 /// Sort key of a listing or equality entry.

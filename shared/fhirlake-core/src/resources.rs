@@ -162,6 +162,8 @@ pub struct ResourceService {
     backends: Backends,
     cipher: BodyCipher,
     records: CommitRecords,
+    /// (datastore, type) pairs whose presence item this process has written.
+    known_types: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
 }
 
 impl ResourceService {
@@ -169,7 +171,7 @@ impl ResourceService {
     pub fn new(backends: Backends) -> Self {
         let cipher = BodyCipher::new(backends.keys.clone());
         let records = CommitRecords::new(backends.table.clone(), backends.clock.clone());
-        ResourceService { backends, cipher, records }
+        ResourceService { backends, cipher, records, known_types: Default::default() }
     }
 
     /// Creates a resource with a server-assigned id (FHIR `create`).
@@ -579,6 +581,7 @@ impl ResourceService {
     /// Errors: a condition failure (`ConditionFailed`, or `TransactionCanceled` naming the
     /// versions that already exist).
     pub(crate) async fn apply(&self, ds: &ActiveDatastore, prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
+        self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await?;
         let entry_keys: Vec<Key> = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
         let body_objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
         let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
@@ -620,6 +623,38 @@ impl ResourceService {
             }
         }
         Ok(stored)
+    }
+
+    /// Records, once per process and type, that the datastore holds resources of these types
+    /// (the items system-level searches start from); before any version of them can exist.
+    async fn record_types<'a>(&self, ds: &ActiveDatastore, types: impl Iterator<Item = &'a str>) -> CoreResult<()> {
+        let new: std::collections::BTreeSet<String> = match self.known_types.lock() {
+            Ok(known) => types.filter(|t| !known.contains(&(ds.id.clone(), (*t).to_string()))).map(String::from).collect(),
+            Err(_) => types.map(String::from).collect(),
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        let puts = new.iter().map(|t| BatchWrite::Put(Item::new(layout::type_presence_key(&ds.id, t)))).collect();
+        self.backends.table.batch_write(puts).await?;
+        if let Ok(mut known) = self.known_types.lock() {
+            known.extend(new.into_iter().map(|t| (ds.id.clone(), t)));
+        }
+        Ok(())
+    }
+
+    /// The resource types the datastore has ever held (a superset of those it holds now).
+    pub(crate) async fn stored_types(&self, ds: &ActiveDatastore) -> CoreResult<Vec<String>> {
+        let mut query = Query::partition(layout::type_presence_pk(&ds.id), 1000);
+        let mut types = Vec::new();
+        loop {
+            let page = self.backends.table.query(&query).await?;
+            types.extend(page.items.into_iter().map(|i| i.key.sk));
+            match page.last_evaluated {
+                Some(last) => query.start_after = Some(last),
+                None => return Ok(types),
+            }
+        }
     }
 
     /// Removes what a failed write left: its entries and body object. Best effort: anything

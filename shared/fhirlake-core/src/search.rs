@@ -40,8 +40,6 @@ const MAX_INCLUDED: usize = 5000;
 const MAX_ITERATIONS: usize = 8;
 /// The driver rank of ordered ranges (below equality terms, above scans).
 const RANGE_RANK: u8 = 3;
-/// Compartment types a `$everything` searches at once.
-const EVERYTHING_CONCURRENCY: usize = 16;
 
 /// One page of search results.
 #[derive(Debug, Clone, Default)]
@@ -134,8 +132,12 @@ impl SearchService {
     /// `GET [base]?…`: the criteria (parameters every resource has) on each type of `_type`, or
     /// on every type, in (type, id) order; with `_sort`, all matches sorted.
     async fn search_system(&self, ds: &ActiveDatastore, request: &SearchRequest, count: usize) -> CoreResult<SearchPage> {
+        let stored = self.resources.stored_types(ds).await?;
         let mut searched: Vec<(&'static str, Vec<Filter>)> = Vec::new();
         for &resource_type in registry::resource_types() {
+            if !stored.iter().any(|t| t == resource_type) {
+                continue;
+            }
             if !request.result.types.is_empty() && !request.result.types.iter().any(|t| t == resource_type) {
                 continue;
             }
@@ -329,8 +331,9 @@ impl SearchService {
         Ok(page)
     }
 
-    /// One patient's `$everything`: the patient, then its compartment type by type, each in id
-    /// order (the compartment's types are searched concurrently).
+    /// One patient's `$everything`: the patient, then the members of its compartment, type by
+    /// type and by id, read from the compartment's partition (one query per page of entries,
+    /// or per type of `types`). Other Patients in the compartment (by `link`) are left out.
     async fn patient_everything(
         &self,
         ds: &ActiveDatastore,
@@ -338,30 +341,39 @@ impl SearchService {
         types: &[String],
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> CoreResult<Vec<StoredVersion>> {
-        let wanted = |t: &str| types.is_empty() || types.iter().any(|w| w == t);
-        let mut searches = tokio::task::JoinSet::new();
-        let mut members: Vec<Option<Vec<StoredVersion>>> = Vec::new();
-        for &resource_type in registry::resource_types() {
-            if resource_type == "Patient" || !wanted(resource_type) {
-                continue;
+        let pk = layout::compartment_pk(&ds.id, "Patient", &patient.id);
+        let ranges: Vec<SkRange> = if types.is_empty() {
+            vec![SkRange::All]
+        } else {
+            let mut wanted: Vec<&String> = types.iter().filter(|t| *t != "Patient").collect();
+            wanted.sort();
+            wanted.dedup();
+            wanted.into_iter().map(|t| SkRange::Prefix(format!("{t}#"))).collect()
+        };
+        let mut by_type: Vec<(String, Vec<EntryRef>)> = Vec::new();
+        for range in ranges {
+            for item in self.read_partition(Query::partition(pk.clone(), RANGE_PAGE).range(range)).await? {
+                let (Some(member_type), Some(entry)) = (layout::compartment_member_type(&item.key.sk), EntryRef::from_item(&item)) else {
+                    continue;
+                };
+                if member_type == "Patient" {
+                    continue;
+                }
+                match by_type.last_mut() {
+                    Some((t, entries)) if t == member_type => entries.push(entry),
+                    _ => by_type.push((member_type.to_string(), vec![entry])),
+                }
             }
-            let Some(filter) = compartment_filter("Patient", &patient.id, resource_type) else { continue };
-            let slot = members.len();
-            members.push(None);
-            while searches.len() >= EVERYTHING_CONCURRENCY {
-                store_search(&mut members, searches.join_next().await)?;
-            }
-            let (service, ds) = (self.clone(), ds.clone());
-            searches.spawn(async move { (slot, service.all_matches(&ds, resource_type, &[filter]).await) });
-        }
-        while !searches.is_empty() {
-            store_search(&mut members, searches.join_next().await)?;
         }
         let mut all = Vec::new();
-        if wanted("Patient") {
+        if types.is_empty() || types.iter().any(|t| t == "Patient") {
             all.push(patient);
         }
-        all.extend(members.into_iter().flatten().flatten());
+        for (member_type, entries) in by_type {
+            for chunk in entries.chunks(ENTRY_PAGE) {
+                all.extend(self.current_versions(ds, &member_type, chunk.to_vec()).await?);
+            }
+        }
         all.retain(|v| since.is_none_or(|s| v.last_updated >= s));
         Ok(all)
     }
@@ -957,22 +969,6 @@ fn compare_sort(sort: &[SortKey], a: &[Option<SortValue>], b: &[Option<SortValue
 /// A resource's place in a `$everything` list.
 fn everything_key(v: &StoredVersion) -> String {
     format!("{}/{}", v.resource_type, v.id)
-}
-
-type SearchOutcome = (usize, CoreResult<Vec<StoredVersion>>);
-
-/// Stores the outcome of one of `$everything`'s concurrent searches in its slot.
-fn store_search(slots: &mut [Option<Vec<StoredVersion>>], joined: Option<Result<SearchOutcome, tokio::task::JoinError>>) -> CoreResult<()> {
-    match joined {
-        Some(Ok((slot, outcome))) => {
-            if let Some(place) = slots.get_mut(slot) {
-                *place = Some(outcome?);
-            }
-            Ok(())
-        }
-        Some(Err(_)) => Err(CoreError::Internal("a compartment search failed".into())),
-        None => Ok(()),
-    }
 }
 
 /// One page of a collected, ordered result: `count` items after the cursor's anchor (the key of
