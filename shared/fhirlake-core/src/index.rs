@@ -6,8 +6,8 @@
 //! explains how entries become visible with their version and why that makes them consistent.
 
 use fhirlake_fhir::registry::{self, SearchParamType};
-use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
 use fhirlake_fhir::resource as fhir_resource;
+use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
 use fhirlake_fhir::search::{values, SearchValue};
 use fhirlake_ports::{AttrValue, Item, Key};
 use serde_json::Value;

@@ -9,7 +9,7 @@
 //! is 1,000,000 resources. Prints the load rate (with the raw JSON parse rate of the same bodies
 //! as the ceiling), bytes on disk and index entries per resource, then p50/p99 latency of:
 //! a patient-scoped search, a population-wide token search's first page, a date-range search,
-//! a chained search, and the counting rate of `_total=accurate`.
+//! a chained search, `Patient/{id}/$everything`, and the counting rate of `_total=accurate`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -266,6 +266,14 @@ async fn main() {
             r.min(50),
             |i| async move { search(s, d, "Observation", &format!("subject:Patient.family={}&_count=100", family(i))).await.0 },
         )
+        .await,
+    );
+    report(
+        "Patient/{id}/$everything (200 resources, one page)",
+        timed(r.min(100), |i| async move {
+            let id = format!("p{}", mix(i as u64) as usize % n);
+            s.search.everything(d, &id, &[], None, 1000, None).await.expect("$everything").matches.len()
+        })
         .await,
     );
     let start = Instant::now();
