@@ -48,6 +48,12 @@ const BLIND_BYTES: usize = 12;
 pub struct IndexKey(Hmac<Sha256>);
 
 impl IndexKey {
+    /// An index key from a secret, for tests of what is indexed.
+    #[cfg(test)]
+    pub(crate) fn for_tests(secret: &[u8]) -> Self {
+        IndexKey(<Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes any key length"))
+    }
+
     /// The blinded form of an equality term of `param` on `resource_type`: 16 url-safe base64
     /// characters.
     pub fn blind(&self, resource_type: &str, param: &str, term: &str) -> String {

@@ -46,10 +46,20 @@ impl EntryRef {
     }
 }
 
-/// Every index entry of the version `version` (write token `token`) of `resource`.
-pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
-    let stamp = |k: Key| Item::new(k).with(VERSION_ATTR, AttrValue::N(version as i64));
-    let mut items = vec![stamp(Key::new(layout::listing_pk(ds, resource_type), layout::entry_sk(id, token)))];
+/// What one index entry records, before it has a key.
+enum Indexed {
+    /// The type listing.
+    Listing,
+    /// A term of a parameter.
+    Term(&'static str, IndexTerm),
+    /// Membership of a compartment (`Patient`, `p1`).
+    Member(&'static str, String),
+}
+
+/// What the entries of a version of `resource` record: the listing, every term of every
+/// indexed parameter, and every compartment membership.
+fn indexed(resource_type: &str, resource: &Value) -> Vec<Indexed> {
+    let mut out = vec![Indexed::Listing];
     let mut compartments = std::collections::BTreeSet::new();
     for param in registry::search_params(resource_type) {
         if matches!(param.kind, SearchParamType::Composite | SearchParamType::Special) || param.expression_for(resource_type).is_none() {
@@ -59,27 +69,34 @@ pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version:
         if param.kind == SearchParamType::Reference {
             compartments.extend(compartment_owners(resource_type, param.code, &found));
         }
-        for term in index_terms(param, &found) {
-            let entry = match term {
-                IndexTerm::Exact(term) => {
-                    let blinded = key.blind(resource_type, param.code, &term);
-                    Key::new(layout::term_pk(ds, resource_type, param.code, &blinded), layout::entry_sk(id, token))
-                }
-                IndexTerm::Ordered { unit, side, span, key: order } => {
-                    let unit = unit.map(|u| key.blind(resource_type, param.code, &u));
-                    Key::new(
-                        layout::ordered_pk(ds, resource_type, param.code, side, span, unit.as_deref()),
-                        layout::ordered_sk(&order, id, token),
-                    )
-                }
-            };
-            items.push(stamp(entry));
+        out.extend(index_terms(param, &found).into_iter().map(|term| Indexed::Term(param.code, term)));
+    }
+    out.extend(compartments.into_iter().map(|(compartment, owner)| Indexed::Member(compartment, owner)));
+    out
+}
+
+/// How many index entries a version of `resource` writes (besides its two history entries).
+pub fn entry_count(resource_type: &str, resource: &Value) -> usize {
+    indexed(resource_type, resource).len()
+}
+
+/// Every index entry of the version `version` (write token `token`) of `resource`.
+pub(crate) fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
+    let entry_key = |indexed: Indexed| match indexed {
+        Indexed::Listing => Key::new(layout::listing_pk(ds, resource_type), layout::entry_sk(id, token)),
+        Indexed::Term(code, IndexTerm::Exact(term)) => {
+            let blinded = key.blind(resource_type, code, &term);
+            Key::new(layout::term_pk(ds, resource_type, code, &blinded), layout::entry_sk(id, token))
         }
-    }
-    for (compartment, owner) in compartments {
-        items.push(stamp(Key::new(layout::compartment_pk(ds, compartment, &owner), layout::compartment_sk(resource_type, id, token))));
-    }
-    items
+        Indexed::Term(code, IndexTerm::Ordered { unit, side, span, key: order }) => {
+            let unit = unit.map(|u| key.blind(resource_type, code, &u));
+            Key::new(layout::ordered_pk(ds, resource_type, code, side, span, unit.as_deref()), layout::ordered_sk(&order, id, token))
+        }
+        Indexed::Member(compartment, owner) => {
+            Key::new(layout::compartment_pk(ds, compartment, &owner), layout::compartment_sk(resource_type, id, token))
+        }
+    };
+    indexed(resource_type, resource).into_iter().map(|i| Item::new(entry_key(i)).with(VERSION_ATTR, AttrValue::N(version as i64))).collect()
 }
 
 /// The compartments (`Patient`, `p1`) that a parameter's reference values put a resource in.
@@ -96,4 +113,30 @@ fn compartment_owners<'a>(
         let compartment = compartments.iter().find(|c| **c == target)?;
         fhir_resource::is_valid_id(owner).then(|| (*compartment, owner.to_string()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_version_lists_itself_in_the_compartments_it_references() {
+        let key = IndexKey::for_tests(&[7; 32]);
+        let observation = json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"},
+            "performer": [{"reference": "Practitioner/dr"}, {"reference": "Patient/p1"}]});
+        let items = entries(&key, "ds", "Observation", "o1", 3, "00ff", &observation);
+        assert_eq!(items.len(), entry_count("Observation", &observation));
+        let members: Vec<&Key> = items.iter().map(|i| &i.key).filter(|k| k.pk.starts_with("c#")).collect();
+        let expected = [
+            ("c#ds#Encounter#e1", "Observation#o1#00ff"),
+            ("c#ds#Patient#p1", "Observation#o1#00ff"),
+            ("c#ds#Practitioner#dr", "Observation#o1#00ff"),
+        ];
+        assert_eq!(members, expected.iter().map(|(pk, sk)| Key::new(*pk, *sk)).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+        assert!(items.iter().all(|i| i.get_i64(VERSION_ATTR) == Some(3)));
+        assert_eq!(layout::compartment_member_type(&members[0].sk), Some("Observation"));
+    }
 }

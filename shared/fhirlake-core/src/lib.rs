@@ -8,7 +8,7 @@ mod config;
 mod crypto;
 pub mod datastores;
 mod error;
-mod index;
+pub mod index;
 pub mod layout;
 pub mod resources;
 pub mod search;

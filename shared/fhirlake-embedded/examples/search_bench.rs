@@ -19,10 +19,7 @@ use fhirlake_core::datastores::{ActiveDatastore, CreateFhirDatastoreRequest};
 use fhirlake_core::search::Scope;
 use fhirlake_core::{Backends, ServiceConfig, Services};
 use fhirlake_embedded::EmbeddedBackend;
-use fhirlake_fhir::registry::{self, SearchParamType};
 use fhirlake_fhir::search::query::{parse, Handling};
-use fhirlake_fhir::search::terms::index_terms;
-use fhirlake_fhir::search::values;
 use serde_json::{json, Value};
 
 const ENCOUNTERS: usize = 10;
@@ -113,14 +110,9 @@ fn resources_of(i: usize) -> Vec<Value> {
     out
 }
 
-/// Index entries a resource's version writes: the listing entry plus its terms (the two
-/// history entries are counted apart).
+/// Index entries a resource's version writes (the two history entries are counted apart).
 fn index_entries(resource: &Value) -> usize {
-    let t = resource["resourceType"].as_str().unwrap_or_default();
-    1 + registry::search_params(t)
-        .filter(|p| !matches!(p.kind, SearchParamType::Composite | SearchParamType::Special) && p.expression_for(t).is_some())
-        .map(|p| index_terms(p, &values::extract(t, p, resource)).len())
-        .sum::<usize>()
+    fhirlake_core::index::entry_count(resource["resourceType"].as_str().unwrap_or_default(), resource)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
