@@ -31,6 +31,18 @@ const RETRIES: u32 = 8;
 const RETRYABLE_CANCELLATIONS: &[&str] =
     &["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded", "TransactionConflictException"];
 
+/// Single-item requests `write_each` keeps in flight.
+const WRITE_EACH_CONCURRENCY: usize = 16;
+
+/// Stores the outcome of one of `write_each`'s requests at its index.
+fn store_outcome(outcomes: &mut [Option<StorageResult<()>>], joined: Option<Result<(usize, StorageResult<()>), tokio::task::JoinError>>) {
+    if let Some(Ok((index, outcome))) = joined {
+        if let Some(slot) = outcomes.get_mut(index) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
 /// The item table on DynamoDB. Reads are strongly consistent; conditions, transactions and
 /// limits follow the [`ItemTable`] contract.
 #[derive(Debug, Clone)]
@@ -252,6 +264,31 @@ impl ItemTable for DynamoDbItemTable {
                 Err(error) => return Err(sdk_error("delete item", &error)),
             }
         }
+    }
+
+    /// Single-item requests, [`WRITE_EACH_CONCURRENCY`] in flight.
+    async fn write_each(&self, writes: Vec<Write>) -> Vec<StorageResult<()>> {
+        let mut outcomes: Vec<Option<StorageResult<()>>> = writes.iter().map(|_| None).collect();
+        let mut running = tokio::task::JoinSet::new();
+        for (index, write) in writes.into_iter().enumerate() {
+            while running.len() >= WRITE_EACH_CONCURRENCY {
+                store_outcome(&mut outcomes, running.join_next().await);
+            }
+            let table = self.clone();
+            running.spawn(async move {
+                let outcome = match write {
+                    Write::Put { item, condition } => table.put(item, condition).await,
+                    Write::Delete { key, condition } => table.delete(&key, condition).await,
+                    Write::Check { .. } => Err(StorageError::invalid("write_each takes puts and deletes")),
+                };
+                (index, outcome)
+            });
+        }
+        while !running.is_empty() {
+            store_outcome(&mut outcomes, running.join_next().await);
+        }
+        // A request task that panicked left no outcome: its write's fate is unknown.
+        outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(StorageError::internal("a write task failed")))).collect()
     }
 
     async fn transact_write(&self, writes: Vec<Write>) -> StorageResult<()> {

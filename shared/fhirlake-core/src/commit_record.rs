@@ -26,8 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
-use fhirlake_ports::{AttrValue, BatchWrite, Clock, Condition, Item, ItemTable, Key, Query, SkRange, StorageError, StorageResult};
-use tokio::task::JoinSet;
+use fhirlake_ports::{AttrValue, BatchWrite, Clock, Condition, Item, ItemTable, Key, Query, SkRange, StorageError, StorageResult, Write};
 
 use crate::layout;
 
@@ -36,8 +35,6 @@ use crate::layout;
 pub const DEADLINE: Duration = Duration::seconds(120);
 /// Version keys per chunk of a commit record's version list (a chunk stays far below 400 KB).
 const KEYS_PER_CHUNK: usize = 2000;
-/// Item writes in flight at once while staging or settling.
-const CONCURRENCY: usize = 16;
 /// Settled transactions whose decision is remembered (decisions never change).
 const DECISION_CACHE: usize = 4096;
 
@@ -102,7 +99,7 @@ impl CommitRecords {
         let keys: Vec<Key> = items.iter().map(|i| i.key.clone()).collect();
         self.begin(ds, &txid, &keys).await.map_err(LargeCommitError::NotCommitted)?;
         let tagged: Vec<Item> = items.iter().cloned().map(|i| i.with(layout::TRANSACTION_ATTR, AttrValue::S(txid.clone()))).collect();
-        let staged = self.run(tagged.into_iter().map(|item| Op::Put(item, Condition::NotExists)).collect()).await;
+        let staged = self.run(tagged.into_iter().map(|item| Write::Put { item, condition: Condition::NotExists }).collect()).await;
         let failure = staged.into_iter().find_map(Result::err);
         let decided = match failure {
             None => self.decide(ds, &txid, true).await,
@@ -298,13 +295,13 @@ impl CommitRecords {
 
     /// Rewrites committed items without their tag (only while they still carry it).
     async fn roll_forward(&self, txid: &str, items: Vec<Item>) {
-        let ops = items.into_iter().map(|item| Op::Put(without_tag(item), tagged_by(txid))).collect();
+        let ops = items.into_iter().map(|item| Write::Put { item: without_tag(item), condition: tagged_by(txid) }).collect();
         log_failures(self.run(ops).await, "could not finish a committed transaction's version");
     }
 
     /// Deletes an aborted transaction's items (only those it wrote).
     async fn roll_back(&self, txid: &str, keys: Vec<Key>) {
-        let ops = keys.into_iter().map(|key| Op::Delete(key, tagged_by(txid))).collect();
+        let ops = keys.into_iter().map(|key| Write::Delete { key, condition: tagged_by(txid) }).collect();
         log_failures(self.run(ops).await, "could not remove an aborted transaction's version");
     }
 
@@ -316,38 +313,9 @@ impl CommitRecords {
         }
     }
 
-    /// Runs single-item writes, [`CONCURRENCY`] at a time; their outcomes, in any order.
-    async fn run(&self, ops: Vec<Op>) -> Vec<StorageResult<()>> {
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut running = JoinSet::new();
-        for op in ops {
-            while running.len() >= CONCURRENCY {
-                outcomes.push(joined(running.join_next().await));
-            }
-            let table = self.table.clone();
-            running.spawn(async move {
-                match op {
-                    Op::Put(item, condition) => table.put(item, condition).await,
-                    Op::Delete(key, condition) => table.delete(&key, condition).await,
-                }
-            });
-        }
-        while !running.is_empty() {
-            outcomes.push(joined(running.join_next().await));
-        }
-        outcomes
-    }
-}
-
-enum Op {
-    Put(Item, Condition),
-    Delete(Key, Condition),
-}
-
-fn joined(outcome: Option<Result<StorageResult<()>, tokio::task::JoinError>>) -> StorageResult<()> {
-    match outcome {
-        Some(Ok(result)) => result,
-        Some(Err(_)) | None => Err(StorageError::internal("a write task failed")),
+    /// Applies single-item writes together ([`ItemTable::write_each`]); their outcomes.
+    async fn run(&self, ops: Vec<Write>) -> Vec<StorageResult<()>> {
+        self.table.write_each(ops).await
     }
 }
 

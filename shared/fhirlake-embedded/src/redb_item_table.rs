@@ -397,6 +397,38 @@ impl ItemTable for RedbItemTable {
         self.write(WriteOp::Batch(writes)).await
     }
 
+    /// Every write is queued before any answer is awaited, so the writer thread groups them into
+    /// shared transactions (up to [`MAX_GROUP`] requests each).
+    async fn write_each(&self, writes: Vec<Write>) -> Vec<StorageResult<()>> {
+        let Some(writer) = self.writer.as_ref() else {
+            return writes.iter().map(|_| Err(StorageError::internal("the embedded table is closed"))).collect();
+        };
+        let mut answers = Vec::with_capacity(writes.len());
+        for write in writes {
+            let op = match write {
+                Write::Put { item, condition } => validate_item(&item).map(|()| WriteOp::Put(item, condition)),
+                Write::Delete { key, condition } => validate_key(&key).map(|()| WriteOp::Delete(key, condition)),
+                Write::Check { .. } => Err(StorageError::invalid("write_each takes puts and deletes")),
+            };
+            answers.push(op.and_then(|op| {
+                let (reply, answer) = oneshot::channel();
+                writer
+                    .requests
+                    .send(WriteRequest { op, reply })
+                    .map(|()| answer)
+                    .map_err(|_| StorageError::internal("the embedded table writer has stopped"))
+            }));
+        }
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(match answer {
+                Ok(answer) => answer.await.unwrap_or_else(|_| Err(StorageError::internal("the embedded table writer has stopped"))),
+                Err(error) => Err(error),
+            });
+        }
+        outcomes
+    }
+
     async fn query(&self, query: &Query) -> StorageResult<QueryPage> {
         validate_query(query)?;
         let query = query.clone();

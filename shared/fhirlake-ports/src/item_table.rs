@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::StorageResult;
+use crate::{StorageError, StorageResult};
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`; adapters reject larger transactions.
 pub const MAX_TRANSACT_ITEMS: usize = 100;
@@ -301,6 +301,23 @@ pub trait ItemTable: Send + Sync + 'static {
             }
         }
         Ok(())
+    }
+
+    /// Applies puts and deletes each on its own, with its own condition, exactly as [`Self::put`]
+    /// and [`Self::delete`] would: not atomic together, and a write that fails does not stop the
+    /// others. Returns each write's outcome, in order. Adapters apply many at once where they
+    /// can (redb in shared commits, DynamoDB concurrently); this default applies them in turn.
+    /// A [`Write::Check`] is refused with `Invalid`.
+    async fn write_each(&self, writes: Vec<Write>) -> Vec<StorageResult<()>> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(match write {
+                Write::Put { item, condition } => self.put(item, condition).await,
+                Write::Delete { key, condition } => self.delete(&key, condition).await,
+                Write::Check { .. } => Err(StorageError::invalid("write_each takes puts and deletes")),
+            });
+        }
+        outcomes
     }
 
     /// Returns one page of the items of `query.pk` in `query.range`, in sort-key order.

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use super::{expect, expect_eq, expect_kind, join_all, CaseFuture, CaseResult, Namespace, Step};
 use crate::{
-    AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageErrorKind, Write, MAX_TRANSACT_ITEMS,
+    AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, Write,
+    MAX_TRANSACT_ITEMS,
 };
 
 /// One item table case, boxed so the cases fit in a table.
@@ -36,6 +37,7 @@ macro_rules! __item_table_cases {
             batch_get_returns_existing_items,
             batch_write_puts_and_deletes,
             batch_write_rejects_malformed_batches,
+            write_each_applies_each_write_alone,
             item_size_limit,
             transaction_size_limit,
             attribute_types_round_trip,
@@ -492,6 +494,35 @@ pub async fn batch_write_rejects_malformed_batches(table: &dyn ItemTable) -> Cas
         "an oversized item",
     )?;
     expect_eq(table.get(&other).await.step("get")?, None, "item of a refused batch")
+}
+
+/// `write_each` applies every put and delete with its own condition: a failed condition or a
+/// refused write does not stop the others, and each outcome is reported in order, also for more
+/// writes than one storage commit groups.
+pub async fn write_each_applies_each_write_alone(table: &dyn ItemTable) -> CaseResult {
+    let ns = Namespace::new("write_each_applies_each_write_alone");
+    let taken = Key::new(ns.key("p"), "taken");
+    let doomed = Key::new(ns.key("p"), "doomed");
+    table.put(item(&taken, 1), Condition::Always).await.step("seed taken")?;
+    table.put(item(&doomed, 1), Condition::Always).await.step("seed doomed")?;
+    let fresh: Vec<Key> = (0..300).map(|i| Key::new(ns.key("q"), format!("s{i:03}"))).collect();
+    let mut writes = vec![
+        Write::Put { item: item(&taken, 2), condition: Condition::NotExists },
+        Write::Delete { key: doomed.clone(), condition: Condition::Equals("version".into(), AttrValue::N(1)) },
+        Write::Check { key: taken.clone(), condition: Condition::Exists },
+        Write::Put { item: blob_item(&Key::new(ns.key("p"), "big"), 400 * 1024), condition: Condition::Always },
+    ];
+    writes.extend(fresh.iter().map(|key| Write::Put { item: item(key, 7), condition: Condition::NotExists }));
+    let outcomes = table.write_each(writes).await;
+    expect_eq(outcomes.len(), 304, "one outcome per write")?;
+    expect_eq(outcomes[0].as_ref().err().map(StorageError::is_condition_failure), Some(true), "a put on a taken key")?;
+    expect_eq(outcomes[1].is_ok(), true, "a conditional delete")?;
+    expect_eq(outcomes[2].as_ref().err().map(|e| e.kind.clone()), Some(StorageErrorKind::Invalid), "a check")?;
+    expect_eq(outcomes[3].as_ref().err().map(|e| e.kind.clone()), Some(StorageErrorKind::TooLarge), "an oversized item")?;
+    expect_eq(outcomes[4..].iter().filter(|o| o.is_ok()).count(), 300, "the fresh puts")?;
+    expect_eq(version_of(&table.get(&taken).await.step("get taken")?), Some(1), "the taken item")?;
+    expect_eq(table.get(&doomed).await.step("get doomed")?, None, "the deleted item")?;
+    expect_eq(table.batch_get(&fresh).await.step("batch get")?.len(), 300, "fresh items stored")
 }
 
 fn blob_item(key: &Key, len: usize) -> Item {
