@@ -2,6 +2,7 @@
 //! against the ports and shared by every entrypoint (Lambda functions and `fhirlake serve`).
 #![warn(missing_docs)]
 
+mod bulk;
 mod commit_record;
 pub mod conditional;
 mod config;

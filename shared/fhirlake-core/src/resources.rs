@@ -617,17 +617,14 @@ impl ResourceService {
             return Err(CommitError::Storage(e));
         }
         if !superseded.is_empty() {
-            let index_key = self.cipher.index_key(ds).await?;
-            for previous in &superseded {
-                self.retire_entries(ds, &index_key, previous).await;
-            }
+            self.retire_entries(ds, &superseded.iter().collect::<Vec<_>>()).await;
         }
         Ok(stored)
     }
 
     /// Records, once per process and type, that the datastore holds resources of these types
     /// (the items system-level searches start from); before any version of them can exist.
-    async fn record_types<'a>(&self, ds: &ActiveDatastore, types: impl Iterator<Item = &'a str>) -> CoreResult<()> {
+    pub(crate) async fn record_types<'a>(&self, ds: &ActiveDatastore, types: impl Iterator<Item = &'a str>) -> CoreResult<()> {
         let new: std::collections::BTreeSet<String> = match self.known_types.lock() {
             Ok(known) => types.filter(|t| !known.contains(&(ds.id.clone(), (*t).to_string()))).map(String::from).collect(),
             Err(_) => types.map(String::from).collect(),
@@ -659,7 +656,7 @@ impl ResourceService {
 
     /// Removes what a failed write left: its entries and body object. Best effort: anything
     /// left is never visible (its version item does not exist with its token).
-    async fn discard(&self, entry_keys: Vec<Key>, body_objects: &[String]) {
+    pub(crate) async fn discard(&self, entry_keys: Vec<Key>, body_objects: &[String]) {
         if let Err(error) = self.backends.table.batch_write(entry_keys.into_iter().map(BatchWrite::Delete).collect()).await {
             tracing::warn!(%error, "could not remove the entries of a failed write");
         }
@@ -670,15 +667,27 @@ impl ResourceService {
         }
     }
 
-    /// Deletes the index entries of a version that has just been superseded. Best effort:
-    /// entries of a superseded version are never visible, only wasted space.
-    async fn retire_entries(&self, ds: &ActiveDatastore, index_key: &crate::crypto::IndexKey, previous: &StoredVersion) {
-        let (Some(body), Some(token)) = (&previous.body, &previous.write_token) else { return };
-        let Ok(resource) = serde_json::from_slice::<Value>(body) else { return };
-        let old = index::entries(index_key, &ds.id, &previous.resource_type, &previous.id, previous.version, token, &resource);
-        if let Err(error) = self.backends.table.batch_write(old.into_iter().map(|e| BatchWrite::Delete(e.key)).collect()).await {
-            tracing::warn!(%error, "could not remove the index entries of a superseded version");
+    /// Deletes the index entries of versions that have just been superseded, in one batch.
+    /// Best effort: entries of a superseded version are never visible, only wasted space.
+    pub(crate) async fn retire_entries(&self, ds: &ActiveDatastore, superseded: &[&StoredVersion]) {
+        let Ok(index_key) = self.cipher.index_key(ds).await else { return };
+        let mut old = Vec::new();
+        for previous in superseded {
+            let (Some(body), Some(token)) = (&previous.body, &previous.write_token) else { continue };
+            let Ok(resource) = serde_json::from_slice::<Value>(body) else { continue };
+            old.extend(index::entries(&index_key, &ds.id, &previous.resource_type, &previous.id, previous.version, token, &resource));
         }
+        if old.is_empty() {
+            return;
+        }
+        if let Err(error) = self.backends.table.batch_write(old.into_iter().map(|e| BatchWrite::Delete(e.key)).collect()).await {
+            tracing::warn!(%error, "could not remove the index entries of superseded versions");
+        }
+    }
+
+    /// The adapters.
+    pub(crate) fn backends(&self) -> &Backends {
+        &self.backends
     }
 
     /// The datastore's blind-index key (for searches).
@@ -744,9 +753,9 @@ pub(crate) struct Current {
 pub(crate) struct PreparedVersion {
     pub(crate) item: Item,
     pub(crate) entries: Vec<Item>,
-    body_object: Option<String>,
-    stored: StoredVersion,
-    previous: Option<StoredVersion>,
+    pub(crate) body_object: Option<String>,
+    pub(crate) stored: StoredVersion,
+    pub(crate) previous: Option<StoredVersion>,
 }
 
 /// A commit either lost its condition (retryable) or failed otherwise.

@@ -285,3 +285,86 @@ async fn version_items_open_as_reads_do_and_only_in_their_datastore() {
     moved.key.sk = "v#000000000002".into();
     assert!(matches!(r.open_version_item(&f.ds, &moved).await, Err(CoreError::Internal(_))));
 }
+
+#[tokio::test]
+async fn update_many_writes_each_resource_as_its_own_update() {
+    let f = fixture().await;
+    let r = &f.services.resources;
+    let existing =
+        r.update(&f.ds, "Patient", "old", json!({"resourceType": "Patient", "id": "old", "gender": "male"}), None).await.unwrap();
+    f.clock.advance(Duration::seconds(1));
+    let mut batch: Vec<Value> = (0..120).map(|i| json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "female"})).collect();
+    batch.push(json!({"resourceType": "Patient", "id": "old", "gender": "other"}));
+    batch.push(json!({"resourceType": "Patient", "id": "p7", "gender": "unknown"})); // p7 twice: the later wins
+    batch.push(json!({"resourceType": "Patient", "id": "bad", "gender": "not-a-gender"}));
+    batch.push(json!({"resourceType": "NotAType", "id": "x"}));
+    batch.push(json!({"resourceType": "Patient", "gender": "male"}));
+    let outcomes = r.update_many(&f.ds, batch).await;
+    assert_eq!(outcomes.len(), 125);
+    assert!(outcomes[..120].iter().all(|o| o.as_ref().is_ok_and(|w| w.created && w.version.version == 1)));
+    let old = outcomes[120].as_ref().expect("old updated");
+    assert!(!old.created && old.version.version == 2 && old.version.last_updated > existing.version.last_updated);
+    assert!(outcomes[121].as_ref().is_ok_and(|w| w.version.version == 2));
+    assert!(matches!(outcomes[122], Err(CoreError::InvalidResource(_))));
+    assert!(matches!(outcomes[123], Err(CoreError::NotFound(_))));
+    assert!(matches!(outcomes[124], Err(CoreError::Invalid(_))));
+
+    // Reads, history and search see exactly what single updates would have written.
+    assert_eq!(body(&r.read(&f.ds, "Patient", "p7").await.unwrap())["gender"], "unknown");
+    assert_eq!(body(&r.read(&f.ds, "Patient", "old").await.unwrap())["gender"], "other");
+    let history =
+        r.history(&f.ds, HistoryScope::Instance("Patient", "old"), &HistoryQuery { count: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(history.entries.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    let search = |q: &str| {
+        let params: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        fhirlake_fhir::search::query::parse(Some("Patient"), &params, fhirlake_fhir::search::query::Handling::Strict).unwrap()
+    };
+    let scope = fhirlake_core::search::Scope::default();
+    let count = |q: &'static str| {
+        let request = search(q);
+        let services = &f.services;
+        let ds = &f.ds;
+        let scope = scope.clone();
+        async move { services.search.search(ds, &request, &scope, 1000).await.unwrap().matches.len() }
+    };
+    assert_eq!(count("gender=female").await, 119);
+    assert_eq!(count("gender=male").await, 0, "the superseded version of old no longer matches");
+    assert_eq!(count("gender=other").await, 1);
+    assert_eq!(count("gender=unknown").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_many_racing_single_updates_loses_no_version() {
+    let f = Arc::new(fixture().await);
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        let bulk = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let f = bulk;
+            let batch: Vec<Value> =
+                (0..40).map(|i| json!({"resourceType": "Patient", "id": format!("p{i}"), "birthDate": format!("19{round}0")})).collect();
+            f.services.resources.update_many(&f.ds, batch).await.into_iter().all(|o| o.is_ok())
+        }));
+        let single = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let f = single;
+            let mut ok = true;
+            for i in 0..10 {
+                let resource = json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "female"});
+                ok &= f.services.resources.update(&f.ds, "Patient", &format!("p{i}"), resource, None).await.is_ok();
+            }
+            ok
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap(), "every write succeeds");
+    }
+    for i in 0..40 {
+        let id = format!("p{i}");
+        let query = HistoryQuery { count: 100, ..Default::default() };
+        let history = f.services.resources.history(&f.ds, HistoryScope::Instance("Patient", &id), &query).await.unwrap();
+        let versions: Vec<u64> = history.entries.iter().map(|v| v.version).collect();
+        let expected = if i < 10 { 8 } else { 4 };
+        assert_eq!(versions, (1..=expected).rev().collect::<Vec<u64>>(), "{id}: one version per write, none lost");
+    }
+}

@@ -2,8 +2,11 @@
 //! write validated, sealed and indexed), then time searches.
 //!
 //! ```text
-//! cargo run --release -p fhirlake-embedded --example search_bench [-- --patients 5000 --writers 32 --repeats 200]
+//! cargo run --release -p fhirlake-embedded --example search_bench [-- --patients 5000 --writers 32 --repeats 200 --bulk 1]
 //! ```
+//!
+//! `--bulk 1` loads each patient's resources with one `ResourceService::update_many` call (the
+//! bulk import write path) instead of one update per resource.
 //!
 //! Each patient has 10 Encounters and 189 Observations (200 resources), so `--patients 5000`
 //! is 1,000,000 resources. Prints the load rate (with the raw JSON parse rate of the same bodies
@@ -34,10 +37,11 @@ struct Args {
     patients: usize,
     writers: usize,
     repeats: usize,
+    bulk: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { patients: 5000, writers: 32, repeats: 200 };
+    let mut args = Args { patients: 5000, writers: 32, repeats: 200, bulk: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -46,7 +50,8 @@ fn parse_args() -> Result<Args, String> {
             "--patients" => args.patients = number.max(10),
             "--writers" => args.writers = number.max(1),
             "--repeats" => args.repeats = number.max(10),
-            _ => return Err(format!("unknown flag {flag} (expected --patients, --writers or --repeats)")),
+            "--bulk" => args.bulk = number > 0,
+            _ => return Err(format!("unknown flag {flag} (expected --patients, --writers, --repeats or --bulk)")),
         }
     }
     Ok(args)
@@ -164,7 +169,8 @@ async fn main() {
     let created = services.datastores.create(CreateFhirDatastoreRequest::r4()).await.expect("create a datastore");
     let ds = Arc::new(services.datastores.active(&created.datastore_id).await.expect("an active datastore"));
     let total = args.patients * (1 + ENCOUNTERS + OBSERVATIONS);
-    println!("machine: {} cores; {} patients, {total} resources, {} writers", num_cpus(), args.patients, args.writers);
+    let mode = if args.bulk { "update_many per patient" } else { "one update per resource" };
+    println!("machine: {} cores; {} patients, {total} resources, {} writers, {mode}", num_cpus(), args.patients, args.writers);
 
     // The ceiling: parsing the same bodies as JSON, and the index terms they give.
     let sample: Vec<Vec<u8>> = (0..args.patients.min(200)).flat_map(resources_of).map(|r| serde_json::to_vec(&r).expect("json")).collect();
@@ -182,12 +188,18 @@ async fn main() {
     let mut writers = Vec::new();
     for _ in 0..args.writers {
         let (services, ds, next) = (services.clone(), ds.clone(), next.clone());
-        let patients = args.patients;
+        let (patients, bulk) = (args.patients, args.bulk);
         writers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= patients {
                     return;
+                }
+                if bulk {
+                    for outcome in services.resources.update_many(&ds, resources_of(i)).await {
+                        outcome.expect("write");
+                    }
+                    continue;
                 }
                 for resource in resources_of(i) {
                     let t = resource["resourceType"].as_str().unwrap_or_default().to_string();

@@ -1,0 +1,161 @@
+//! Many resources written at once, each on its own: the write path of bulk import.
+//!
+//! Every resource becomes its next version exactly as a single `update` would make it (same
+//! validation, version numbers, history and index entries, same commit point: the version
+//! item's conditional put). Only the storage calls are shared: the entries of the whole batch go
+//! in one `batch_write`, and the version items in one `write_each` (on redb a few shared commits,
+//! on DynamoDB concurrent requests), instead of two storage commits per resource. A resource whose
+//! put loses a race, that appears twice in the batch, or that a transaction is writing, is
+//! written alone afterwards through [`ResourceService::update`], so every outcome is the one a
+//! single update would have had.
+
+use std::collections::HashSet;
+
+use fhirlake_ports::{BatchWrite, Condition, Key, Write};
+use serde_json::Value;
+
+use crate::datastores::ActiveDatastore;
+use crate::resources::{self, Method, PreparedVersion, ResourceService, WriteOutcome};
+use crate::{CoreError, CoreResult};
+
+/// What happens to one resource of a batch.
+enum Plan {
+    /// Refused before any write.
+    Refused(CoreError),
+    /// Written with the others: the prepared version and whether it creates the resource.
+    Together(Box<PreparedVersion>, bool),
+    /// Written alone, after the others.
+    Alone(String, String, Value),
+}
+
+impl ResourceService {
+    /// Writes `resources` (each with its `resourceType` and `id`) as updates by id, creating
+    /// those that do not exist; the outcome of each, in order. See the module doc.
+    pub async fn update_many(&self, ds: &ActiveDatastore, resources: Vec<Value>) -> Vec<CoreResult<WriteOutcome>> {
+        let now = self.backends().clock.now();
+        let mut seen = HashSet::new();
+        let mut plans = Vec::with_capacity(resources.len());
+        for body in resources {
+            plans.push(self.plan(ds, body, &mut seen, now).await);
+        }
+        let together: Vec<&PreparedVersion> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Together(prepared, _) => Some(prepared.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let committed = self.commit_together(ds, &together).await;
+        let mut committed = committed.into_iter();
+        let mut outcomes = Vec::with_capacity(plans.len());
+        for plan in plans {
+            outcomes.push(match plan {
+                Plan::Refused(error) => Err(error),
+                Plan::Together(prepared, created) => match committed.next() {
+                    Some(Ok(())) => Ok(WriteOutcome { version: prepared.stored, created }),
+                    Some(Err(e)) if e.is_condition_failure() => {
+                        let (resource_type, id) = (prepared.stored.resource_type.clone(), prepared.stored.id.clone());
+                        self.update_alone(ds, &resource_type, &id, prepared.stored.body.as_deref()).await
+                    }
+                    Some(Err(e)) => Err(e.into()),
+                    None => Err(CoreError::Internal("a bulk write lost track of a resource".into())),
+                },
+                Plan::Alone(resource_type, id, body) => self.update(ds, &resource_type, &id, body, None).await,
+            });
+        }
+        outcomes
+    }
+
+    /// Validates one resource and prepares its next version, or decides it is written alone.
+    async fn plan(
+        &self,
+        ds: &ActiveDatastore,
+        body: Value,
+        seen: &mut HashSet<(String, String)>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Plan {
+        let resource_type = body.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+        let Some(id) = body.get("id").and_then(Value::as_str).map(String::from) else {
+            return Plan::Refused(CoreError::Invalid("the resource has no id".into()));
+        };
+        let checked = resources::check_type(&resource_type)
+            .and_then(|()| resources::check_id(&id))
+            .and_then(|()| resources::check_valid(&resource_type, &body));
+        if let Err(error) = checked {
+            return Plan::Refused(error);
+        }
+        if !seen.insert((resource_type.clone(), id.clone())) {
+            return Plan::Alone(resource_type, id, body);
+        }
+        let current = match self.current(ds, &resource_type, &id).await {
+            Ok(current) => current,
+            Err(error) => return Plan::Refused(error),
+        };
+        if current.busy {
+            return Plan::Alone(resource_type, id, body);
+        }
+        let latest = current.version;
+        let live = latest.as_ref().is_some_and(|v| !v.is_deleted());
+        let method = if live { Method::Update } else { Method::CreateByUpdate };
+        let at = latest.as_ref().map_or(now, |p| now.max(p.last_updated + chrono::Duration::microseconds(1)));
+        match self.prepare(ds, &resource_type, &id, latest.as_ref(), method, Some(body), at).await {
+            Ok(prepared) => Plan::Together(Box::new(prepared), !live),
+            Err(error) => Plan::Refused(error),
+        }
+    }
+
+    /// Stores the entries of every prepared version, then puts every version item under "does
+    /// not exist"; the outcome of each put, in order. Entries of versions that did not commit
+    /// are removed again, and entries of the versions the committed ones supersede are retired.
+    async fn commit_together(&self, ds: &ActiveDatastore, prepared: &[&PreparedVersion]) -> Vec<Result<(), resources::CommitError>> {
+        if prepared.is_empty() {
+            return Vec::new();
+        }
+        let failed_all = |e: CoreError| {
+            let each = |_: &&PreparedVersion| match &e {
+                CoreError::Storage(s) => Err(resources::CommitError::Storage(s.clone())),
+                other => Err(resources::CommitError::Core(CoreError::Internal(other.to_string()))),
+            };
+            prepared.iter().map(each).collect()
+        };
+        if let Err(error) = self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await {
+            return failed_all(error);
+        }
+        let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
+        if let Err(error) = self.backends().table.batch_write(entries).await {
+            let keys = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
+            let objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
+            self.discard(keys, &objects).await;
+            return failed_all(error.into());
+        }
+        let puts = prepared.iter().map(|p| Write::Put { item: p.item.clone(), condition: Condition::NotExists }).collect();
+        let outcomes = self.backends().table.write_each(puts).await;
+        let mut orphaned: Vec<Key> = Vec::new();
+        let mut orphaned_objects = Vec::new();
+        let mut superseded = Vec::new();
+        for (p, outcome) in prepared.iter().zip(&outcomes) {
+            match outcome {
+                Ok(()) => superseded.extend(p.previous.iter()),
+                Err(_) => {
+                    orphaned.extend(p.entries.iter().map(|e| e.key.clone()));
+                    orphaned_objects.extend(p.body_object.clone());
+                }
+            }
+        }
+        if !orphaned.is_empty() {
+            self.discard(orphaned, &orphaned_objects).await;
+        }
+        if !superseded.is_empty() {
+            self.retire_entries(ds, &superseded).await;
+        }
+        outcomes.into_iter().map(|o| o.map_err(resources::CommitError::Storage)).collect()
+    }
+
+    /// A resource whose bulk put lost a race, written again as a single update.
+    async fn update_alone(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, body: Option<&[u8]>) -> CoreResult<WriteOutcome> {
+        let body: Value = body
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or_else(|| CoreError::Internal("a prepared version lost its body".into()))?;
+        self.update(ds, resource_type, id, body, None).await
+    }
+}
