@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use fhirlake_ports::{BatchWrite, Condition, Key, Write};
+use fhirlake_ports::{Condition, Write};
 use serde_json::Value;
 
 use crate::datastores::ActiveDatastore;
@@ -111,39 +111,26 @@ impl ResourceService {
         if prepared.is_empty() {
             return Vec::new();
         }
-        let failed_all = |e: CoreError| {
-            let each = |_: &&PreparedVersion| match &e {
-                CoreError::Storage(s) => Err(resources::CommitError::Storage(s.clone())),
-                other => Err(resources::CommitError::Core(CoreError::Internal(other.to_string()))),
+        if let Err(error) = self.store_entries(ds, prepared).await {
+            let each = |_: &&PreparedVersion| match &error {
+                resources::CommitError::Storage(s) => Err(resources::CommitError::Storage(s.clone())),
+                resources::CommitError::Core(other) => Err(resources::CommitError::Core(CoreError::Internal(other.to_string()))),
             };
-            prepared.iter().map(each).collect()
-        };
-        if let Err(error) = self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await {
-            return failed_all(error);
-        }
-        let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
-        if let Err(error) = self.backends().table.batch_write(entries).await {
-            let keys = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
-            let objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
-            self.discard(keys, &objects).await;
-            return failed_all(error.into());
+            return prepared.iter().map(each).collect();
         }
         let puts = prepared.iter().map(|p| Write::Put { item: p.item.clone(), condition: Condition::NotExists }).collect();
         let outcomes = self.backends().table.write_each(puts).await;
-        let mut orphaned: Vec<Key> = Vec::new();
-        let mut orphaned_objects = Vec::new();
+        let mut orphaned = Vec::new();
         let mut superseded = Vec::new();
         for (p, outcome) in prepared.iter().zip(&outcomes) {
             match outcome {
                 Ok(()) => superseded.extend(p.previous.iter()),
-                Err(_) => {
-                    orphaned.extend(p.entries.iter().map(|e| e.key.clone()));
-                    orphaned_objects.extend(p.body_object.clone());
-                }
+                Err(_) => orphaned.push(*p),
             }
         }
         if !orphaned.is_empty() {
-            self.discard(orphaned, &orphaned_objects).await;
+            let (keys, objects) = resources::leftovers(&orphaned);
+            self.discard(keys, &objects).await;
         }
         if !superseded.is_empty() {
             self.retire_entries(ds, &superseded).await;

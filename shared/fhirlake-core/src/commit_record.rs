@@ -105,33 +105,37 @@ impl CommitRecords {
             None => self.decide(ds, &txid, true).await,
             Some(_) => Ok(false),
         };
-        match decided {
-            Ok(true) => {
-                self.roll_forward(&txid, items).await;
-                self.remove_record(ds, &txid, chunks(keys.len())).await;
-                Ok(())
-            }
-            Ok(false) => {
-                // Lost a put, or (past the deadline) someone aborted us: nothing may stay.
-                let _ = self.decide(ds, &txid, false).await;
-                self.roll_back(&txid, keys.clone()).await;
-                self.remove_record(ds, &txid, chunks(keys.len())).await;
-                Err(LargeCommitError::NotCommitted(failure.unwrap_or_else(StorageError::condition_failed)))
-            }
+        let committed = match decided {
+            Ok(committed) => committed,
+            // The decision's outcome is unknown: read it back, and abort if still pending.
             Err(error) => match self.decision(ds, &txid).await {
-                Ok(Decision::Committed) => {
-                    self.roll_forward(&txid, items).await;
-                    self.remove_record(ds, &txid, chunks(keys.len())).await;
-                    Ok(())
-                }
+                Ok(Decision::Committed) => true,
                 Ok(Decision::Pending) if self.decide(ds, &txid, false).await.is_ok() => {
-                    self.roll_back(&txid, keys.clone()).await;
-                    self.remove_record(ds, &txid, chunks(keys.len())).await;
-                    Err(LargeCommitError::NotCommitted(error))
+                    self.finish(ds, &txid, None, keys).await;
+                    return Err(LargeCommitError::NotCommitted(error));
                 }
-                _ => Err(LargeCommitError::Unknown(error)),
+                _ => return Err(LargeCommitError::Unknown(error)),
             },
+        };
+        if committed {
+            self.finish(ds, &txid, Some(items), keys).await;
+            return Ok(());
         }
+        // Lost a put, or (past the deadline) someone aborted us: nothing may stay.
+        let _ = self.decide(ds, &txid, false).await;
+        self.finish(ds, &txid, None, keys).await;
+        Err(LargeCommitError::NotCommitted(failure.unwrap_or_else(StorageError::condition_failed)))
+    }
+
+    /// Settles the writer's own decided transaction: its `items` rewritten untagged when it
+    /// committed (`Some`), else its `keys` deleted; then its record removed.
+    async fn finish(&self, ds: &str, txid: &str, committed: Option<Vec<Item>>, keys: Vec<Key>) {
+        let chunk_count = chunks(keys.len());
+        match committed {
+            Some(items) => self.roll_forward(txid, items).await,
+            None => self.roll_back(txid, keys).await,
+        }
+        self.remove_record(ds, txid, chunk_count).await;
     }
 
     /// What a version item read from the table means; settles it when its transaction has been

@@ -581,10 +581,9 @@ impl ResourceService {
     /// Errors: a condition failure (`ConditionFailed`, or `TransactionCanceled` naming the
     /// versions that already exist).
     pub(crate) async fn apply(&self, ds: &ActiveDatastore, prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
-        self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await?;
-        let entry_keys: Vec<Key> = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
-        let body_objects: Vec<String> = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
-        let entries: Vec<BatchWrite> = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
+        let refs: Vec<&PreparedVersion> = prepared.iter().collect();
+        self.store_entries(ds, &refs).await?;
+        let (entry_keys, body_objects) = leftovers(&refs);
         let mut stored = Vec::with_capacity(prepared.len());
         let mut superseded = Vec::new();
         let mut items = Vec::with_capacity(prepared.len());
@@ -593,24 +592,23 @@ impl ResourceService {
             stored.push(p.stored);
             superseded.extend(p.previous);
         }
-        let written = match self.backends.table.batch_write(entries).await {
-            Ok(()) if items.len() == 1 => match items.pop() {
+        let written = if items.len() == 1 {
+            match items.pop() {
                 Some(item) => self.backends.table.put(item, Condition::NotExists).await,
                 None => Ok(()),
-            },
-            Ok(()) if fits_one_transaction(&items) => {
-                self.backends
-                    .table
-                    .transact_write(items.into_iter().map(|item| Write::Put { item, condition: Condition::NotExists }).collect())
-                    .await
             }
-            Ok(()) => match self.records.commit_all(&ds.id, items).await {
+        } else if fits_one_transaction(&items) {
+            self.backends
+                .table
+                .transact_write(items.into_iter().map(|item| Write::Put { item, condition: Condition::NotExists }).collect())
+                .await
+        } else {
+            match self.records.commit_all(&ds.id, items).await {
                 Ok(()) => Ok(()),
                 Err(LargeCommitError::NotCommitted(e)) => Err(e),
                 // The entries may belong to committed versions: they must stay.
                 Err(LargeCommitError::Unknown(e)) => return Err(CommitError::Storage(e)),
-            },
-            Err(e) => Err(e),
+            }
         };
         if let Err(e) = written {
             self.discard(entry_keys, &body_objects).await;
@@ -620,6 +618,19 @@ impl ResourceService {
             self.retire_entries(ds, &superseded.iter().collect::<Vec<_>>()).await;
         }
         Ok(stored)
+    }
+
+    /// The first step of every commit: records the versions' types, then writes their history
+    /// and index entries (removed again if that fails). Nothing is visible yet.
+    pub(crate) async fn store_entries(&self, ds: &ActiveDatastore, prepared: &[&PreparedVersion]) -> Result<(), CommitError> {
+        self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await?;
+        let entries = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
+        if let Err(error) = self.backends.table.batch_write(entries).await {
+            let (keys, objects) = leftovers(prepared);
+            self.discard(keys, &objects).await;
+            return Err(CommitError::Storage(error));
+        }
+        Ok(())
     }
 
     /// Records, once per process and type, that the datastore holds resources of these types
@@ -733,6 +744,14 @@ impl ResourceService {
         let write_token = item.get_str(index::WRITE_TOKEN_ATTR).map(String::from);
         Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body, write_token })
     }
+}
+
+/// What prepared versions leave behind when they do not commit: their entries' keys and their
+/// body objects.
+pub(crate) fn leftovers(prepared: &[&PreparedVersion]) -> (Vec<Key>, Vec<String>) {
+    let keys = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
+    let objects = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
+    (keys, objects)
 }
 
 /// Whether the version items fit one `TransactWriteItems` (100 actions, 4 MB with headroom for

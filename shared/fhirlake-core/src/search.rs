@@ -147,38 +147,36 @@ impl SearchService {
                 searched.push((resource_type, filters));
             }
         }
-        let counted = request.result.total.is_some_and(|t| t != fhirlake_fhir::search::TotalMode::None);
-        if count == 0 || counted || !request.result.sort.is_empty() {
-            let mut all = Vec::new();
-            for (resource_type, filters) in &searched {
-                all.extend(self.all_matches(ds, resource_type, filters).await?);
-            }
-            if count == 0 {
-                return Ok(SearchPage { total: Some(all.len() as u64), ..SearchPage::default() });
-            }
-            if !request.result.sort.is_empty() {
-                let sort = &request.result.sort;
-                let mut keyed = Vec::with_capacity(all.len());
-                for version in all {
-                    let body = parse_body(&version)?.unwrap_or(Value::Null);
-                    let keys: Vec<Option<SortValue>> = sort.iter().map(|k| sort_value(&version.resource_type, k, &body)).collect();
-                    keyed.push((keys, version));
-                }
-                keyed.sort_by(|(a, va), (b, vb)| compare_sort(sort, a, b).then_with(|| everything_key(va).cmp(&everything_key(vb))));
-                let sorted = keyed.into_iter().map(|(_, v)| v).collect();
-                let mut page = positioned_page(sorted, everything_key, count, request.result.cursor.as_deref())?;
-                page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
-                return Ok(page);
-            }
-            let total = all.len() as u64;
-            let mut page = self.system_page(ds, &searched, count, request.result.cursor.as_deref()).await?;
-            page.total = Some(total);
-            page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
-            return Ok(page);
+        if count == 0 {
+            return Ok(SearchPage { total: Some(self.system_matches(ds, &searched).await?.len() as u64), ..SearchPage::default() });
         }
-        let mut page = self.system_page(ds, &searched, count, request.result.cursor.as_deref()).await?;
+        let sort = &request.result.sort;
+        let mut page = if sort.is_empty() {
+            self.system_page(ds, &searched, count, request.result.cursor.as_deref()).await?
+        } else {
+            let mut keyed = Vec::new();
+            for version in self.system_matches(ds, &searched).await? {
+                let body = parse_body(&version)?.unwrap_or(Value::Null);
+                let keys: Vec<Option<SortValue>> = sort.iter().map(|k| sort_value(&version.resource_type, k, &body)).collect();
+                keyed.push((keys, version));
+            }
+            keyed.sort_by(|(a, va), (b, vb)| compare_sort(sort, a, b).then_with(|| everything_key(va).cmp(&everything_key(vb))));
+            positioned_page(keyed.into_iter().map(|(_, v)| v).collect(), everything_key, count, request.result.cursor.as_deref())?
+        };
+        if request.result.total.is_some_and(|t| t != fhirlake_fhir::search::TotalMode::None) && page.total.is_none() {
+            page.total = Some(self.system_matches(ds, &searched).await?.len() as u64);
+        }
         page.included = self.includes(ds, &page.matches, &request.result.include, &request.result.revinclude).await?;
         Ok(page)
+    }
+
+    /// Every match of a system search, in (type, id) order.
+    async fn system_matches(&self, ds: &ActiveDatastore, searched: &[(&'static str, Vec<Filter>)]) -> CoreResult<Vec<StoredVersion>> {
+        let mut all = Vec::new();
+        for (resource_type, filters) in searched {
+            all.extend(self.all_matches(ds, resource_type, filters).await?);
+        }
+        Ok(all)
     }
 
     /// One page of a system search in (type, id) order after the cursor (`Type/id`).
