@@ -187,6 +187,7 @@ def test_system_level_search(clinic):
     assert posted.status_code == 200, posted.text[:300]
     assert keys(posted.json()) == [("Patient", "pb")]
     error_with(clinic.get("?_type=NotAType"), 400, "invalid")
+    error_with(clinic.get("?_type=Patient&_cursor=garbage"), 400, "invalid")
     error_with(clinic.get("?family=lind", headers={"Prefer": "handling=strict"}), 400, "invalid")
     system = [i["code"] for i in search(clinic, "metadata")["rest"][0]["interaction"]]
     assert "search-system" in system
