@@ -127,6 +127,14 @@ class Server:
             pytest.fail(f"fhirlake serve did not exit within {STOP_TIMEOUT}s of SIGTERM\n{self.logs()}")
         assert code == 0, f"fhirlake serve exited with {code} after SIGTERM\n{self.logs()}"
 
+    def kill(self):
+        """SIGKILL: the process dies at once, as a crashed worker would."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.kill()
+        process.wait()
+
     def restart(self):
         """Stops the server gracefully and starts it again on the same port and data dir."""
         self.stop()

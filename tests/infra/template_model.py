@@ -4,7 +4,7 @@ given set of parameters would really create.
 
 The translation uses aws-sam-translator, the library behind CloudFormation's
 AWS::Serverless-2016-10-31 transform, exactly as `sam deploy` would have it run (after `sam build`
-and `sam package` replace each CodeUri with an S3 location). It needs no AWS credentials.
+and `sam package` replace each CodeUri and state machine DefinitionUri with an S3 location). It needs no AWS credentials.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ def _translated() -> dict:
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://fhirlake-packages/function.zip"
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            name = pathlib.Path(resource["Properties"]["DefinitionUri"]).name
+            resource["Properties"]["DefinitionUri"] = f"s3://fhirlake-packages/{name}"
     parameters = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
     to_py27_compatible_template(template, parameters)
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
@@ -222,7 +225,8 @@ def references(node: Any) -> set[str]:
                 found.add(value[0] if isinstance(value, list) else value.split(".", 1)[0])
             elif key == "Fn::Sub":
                 text = value if isinstance(value, str) else value[0]
-                found.update(m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!]+)\}", text))
+                local = set() if isinstance(value, str) else set(value[1])
+                found.update(m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!]+)\}", text) if m not in local)
                 if not isinstance(value, str):
                     found.update(references(value[1]))
             else:

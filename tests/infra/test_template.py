@@ -16,10 +16,16 @@ from cfnlint.api import lint
 
 from template_model import ROOT, TEMPLATE, Stack, as_list, references, source, translated
 
-BINARIES = {"fhir-api", "control-plane", "authorizer", "stream-projector"}
+JOB_STEPS = {f"{kind}-{step}" for kind in ("import", "export") for step in ("plan", "chunk", "finalize")}
+BINARIES = {"fhir-api", "control-plane", "authorizer", "stream-projector"} | JOB_STEPS
 # The functions that verify requests and so may read the access key pair.
 VERIFYING = {"fhir-api", "control-plane", "authorizer"}
 API_FUNCTIONS = {"fhir-api", "control-plane"}
+# Where the API functions find the state machines that run bulk jobs.
+WORKFLOW_ENV = {
+    "FHIRLAKE_IMPORT_STATE_MACHINE_ARN": {"Ref": "ImportStateMachine"},
+    "FHIRLAKE_EXPORT_STATE_MACHINE_ARN": {"Ref": "ExportStateMachine"},
+}
 CONTRACT_ENV = {
     "FHIRLAKE_TABLE": {"Ref": "Table"},
     "FHIRLAKE_BUCKET": {"Ref": "DataBucket"},
@@ -38,6 +44,8 @@ EVERYTHING_SET = {
     "AccessKeyId": "FHLEXAMPLEKEY0000001",
     "FhirApiReservedConcurrency": "50",
     "CustomerManagedKeyArns": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "JobBucketArns": "arn:aws:s3:::hospital-imports,arn:aws:s3:::hospital-exports",
+    "JobKmsKeyArns": "arn:aws:kms:us-east-1:111122223333:key/5678abcd-12ab-34cd-56ef-1234567890ab",
     "AlarmTopicArn": "arn:aws:sns:us-east-1:111122223333:fhirlake-alarms",
 }
 SHAPES = {"healthlake": HEALTHLAKE, "iam": IAM, "healthlake-all-options": EVERYTHING_SET, "iam-all-options": {**IAM, **EVERYTHING_SET}}
@@ -61,8 +69,14 @@ def of_type(resources, kind):
 
 
 def role_statements(resources, function):
+    """The statements of the function's role: its inline policies and the stack's managed
+    policies attached to it."""
     role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
-    return [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    statements = [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    for arn in role["Properties"].get("ManagedPolicyArns", []):
+        assert set(arn) == {"Ref"} and resources[arn["Ref"]]["Type"] == "AWS::IAM::ManagedPolicy", arn
+        statements += resources[arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+    return statements
 
 
 def actions(statements):
@@ -126,8 +140,8 @@ def test_function_crates_build_the_binaries_the_template_names():
     for directory, bins in crates.items():
         assert bins == {directory}, f"functions/{directory} must build exactly the binary {directory}"
         assert directory in BINARIES, f"functions/{directory} is not deployed by infra/template.yaml"
-    # Until issue 4's function crates are workspace members there is nothing to compare; once any
-    # is, all four must be.
+    # Until the function crates are workspace members there is nothing to compare; once any is,
+    # every deployed binary must be.
     if crates:
         assert set(crates) == BINARIES
 
@@ -282,7 +296,10 @@ def test_functions_receive_the_contract_environment(shape):
             assert env["FHIRLAKE_SEARCH_MAX_COUNT"] == {"Ref": "SearchMaxCount"}
         else:
             assert "FHIRLAKE_SEARCH_MAX_COUNT" not in env, binary
-        assert set(env) <= set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT"}, binary
+        for variable, value in WORKFLOW_ENV.items():
+            assert env.get(variable) == (value if binary in API_FUNCTIONS else None), (binary, variable)
+        allowed = set(CONTRACT_ENV) | set(WORKFLOW_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT"}
+        assert set(env) <= allowed, binary
     reserved = deployed["fhir-api"][1]["Properties"].get("ReservedConcurrentExecutions")
     assert reserved == ({"Ref": "FhirApiReservedConcurrency"} if "FhirApiReservedConcurrency" in overrides else None)
 
@@ -351,7 +368,7 @@ def test_alarms_watch_the_api_table_projector_lag_and_failure_queue_and_notify_t
 def test_roles_are_scoped_to_the_stacks_own_resources(shape):
     overrides = SHAPES[shape]
     resources = stack(overrides).resources()
-    allowed_refs = set(resources) | {"CustomerManagedKeyArns", "AWS::Partition", "AWS::Region", "AWS::AccountId"}
+    allowed_refs = set(resources) | {"CustomerManagedKeyArns", "JobBucketArns", "JobKmsKeyArns", "AWS::Partition", "AWS::Region", "AWS::AccountId"}
     for binary, (name, function) in functions(resources).items():
         for statement in role_statements(resources, function):
             assert statement["Effect"] == "Allow", binary
@@ -373,7 +390,8 @@ def test_each_function_holds_only_the_actions_it_needs(shape):
         granted = actions(role_statements(resources, function))
         reads_secret = "secretsmanager:GetSecretValue" in granted
         assert reads_secret == (binary in VERIFYING and "AccessKeysSecret" in resources), binary
-        if binary in API_FUNCTIONS:
+        assert ("states:StartExecution" in granted) == (binary in API_FUNCTIONS), binary
+        if binary in API_FUNCTIONS | JOB_STEPS:
             assert table_writes | {"dynamodb:Query", "dynamodb:ConditionCheckItem"} <= granted, binary
             assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} <= granted, binary
             assert {"kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"} <= granted, binary
@@ -495,6 +513,8 @@ def test_outputs_name_the_endpoint_and_every_resource_a_client_or_operator_needs
         "AccessLogsBucketName",
         "KmsKeyArn",
         "StreamFailureQueueUrl",
+        "ImportStateMachineArn",
+        "ExportStateMachineArn",
     }
     expected |= {"AccessKeysSecretArn"} if healthlake else {"ApiInvokePolicyArn"}
     assert set(outputs) == expected
@@ -518,5 +538,6 @@ def readme_table(heading):
 
 def test_the_readme_documents_every_parameter_and_variable():
     assert readme_table("Template parameters") == set(source()["Parameters"])
-    variables = set(CONTRACT_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX", "FHIRLAKE_SEARCH_MAX_COUNT"}
+    variables = set(CONTRACT_ENV) | set(WORKFLOW_ENV)
+    variables |= {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX", "FHIRLAKE_SEARCH_MAX_COUNT"}
     assert readme_table("Lambda function environment") == variables

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let aws = AwsBackend::new(&clients, &settings);
     let bucket = std::env::var(PROJECTION_BUCKET_ENV).ok().filter(|b| !b.is_empty()).unwrap_or_else(|| settings.bucket.clone());
     let output = S3ObjectStore::new(clients.s3.clone(), bucket, settings.object_prefix.clone(), Some(settings.kms_key.clone()));
-    let backends = Backends::with_system_clock(aws.items, aws.objects, aws.keys);
+    let backends = Backends::with_system_clock(aws.items, aws.objects, aws.keys, aws.buckets);
     // The projector builds no ARNs or endpoint URLs; these only complete the services' settings.
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let config = ServiceConfig::new(env("AWS_REGION"), env("FHIRLAKE_ACCOUNT_ID"), env("FHIRLAKE_PUBLIC_URL"));

@@ -42,12 +42,6 @@ const TARGET_PREFIX: &str = "HealthLake.";
 
 /// HealthLake operations that exist in the service model but that fhirlake does not serve yet.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "StartFHIRImportJob",
-    "DescribeFHIRImportJob",
-    "ListFHIRImportJobs",
-    "StartFHIRExportJob",
-    "DescribeFHIRExportJob",
-    "ListFHIRExportJobs",
     "RestoreFHIRDatastore",
     "CreateDataTransformationProfile",
     "GetDataTransformationProfile",
@@ -72,6 +66,7 @@ pub async fn handle(services: &Services, target: Option<&str>, body: &[u8]) -> R
         );
     };
     let datastores = &services.datastores;
+    let jobs = &services.jobs;
     match operation {
         "CreateFHIRDatastore" => call(operation, body, |r| datastores.create(r)).await,
         "DescribeFHIRDatastore" => call(operation, body, |r| datastores.describe(r)).await,
@@ -81,6 +76,12 @@ pub async fn handle(services: &Services, target: Option<&str>, body: &[u8]) -> R
         "TagResource" => call(operation, body, |r| datastores.tag_resource(r)).await,
         "UntagResource" => call(operation, body, |r| datastores.untag_resource(r)).await,
         "ListTagsForResource" => call(operation, body, |r| datastores.list_tags_for_resource(r)).await,
+        "StartFHIRImportJob" => call(operation, body, |r| jobs.start_import(r)).await,
+        "DescribeFHIRImportJob" => call(operation, body, |r| jobs.describe_import(r)).await,
+        "ListFHIRImportJobs" => call(operation, body, |r| jobs.list_import(r)).await,
+        "StartFHIRExportJob" => call(operation, body, |r| jobs.start_export(r)).await,
+        "DescribeFHIRExportJob" => call(operation, body, |r| jobs.describe_export(r)).await,
+        "ListFHIRExportJobs" => call(operation, body, |r| jobs.list_export(r)).await,
         _ if NOT_YET_SUPPORTED.contains(&operation) => {
             aws_error(StatusCode::BAD_REQUEST, "ValidationException", &format!("{operation} is not supported by fhirlake yet"))
         }
@@ -201,6 +202,7 @@ mod tests {
             table: Arc::new(MemoryItemTable::new()),
             objects: Arc::new(MemoryObjectStore::new()),
             keys: Arc::new(MemoryKeyService::new()),
+            buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
         };

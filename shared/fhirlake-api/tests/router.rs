@@ -25,6 +25,7 @@ fn app_with(config: ServiceConfig) -> axum::Router {
         table: Arc::new(MemoryItemTable::new()),
         objects: Arc::new(MemoryObjectStore::new()),
         keys: Arc::new(MemoryKeyService::new()),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
     };

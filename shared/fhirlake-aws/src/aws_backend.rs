@@ -9,7 +9,7 @@ use fhirlake_ports::{StorageError, StorageErrorKind, StorageResult};
 use crate::error::{sdk_error, service_code};
 
 use crate::{create_bucket_if_missing, create_key_if_missing, create_table_if_missing, AwsClients};
-use crate::{DynamoDbItemTable, KmsKeyService, S3ObjectStore};
+use crate::{DynamoDbItemTable, KmsKeyService, S3Buckets, S3ObjectStore};
 
 /// Environment variable naming the DynamoDB table.
 pub const TABLE_ENV: &str = "FHIRLAKE_TABLE";
@@ -82,6 +82,8 @@ pub struct AwsBackend {
     pub objects: Arc<S3ObjectStore>,
     /// The key service on KMS.
     pub keys: Arc<KmsKeyService>,
+    /// The jobs' input and output buckets.
+    pub buckets: Arc<S3Buckets>,
 }
 
 impl AwsBackend {
@@ -97,6 +99,7 @@ impl AwsBackend {
                 Some(settings.kms_key.clone()),
             )),
             keys: Arc::new(KmsKeyService::new(clients.kms.clone(), &settings.kms_key)),
+            buckets: Arc::new(S3Buckets::new(clients.s3.clone())),
         }
     }
 

@@ -19,6 +19,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     /// KMS, for [`KmsKeyService`](crate::KmsKeyService).
     pub kms: aws_sdk_kms::Client,
+    /// Step Functions, for [`StepFunctionsWorkflows`](crate::StepFunctionsWorkflows).
+    pub sfn: aws_sdk_sfn::Client,
 }
 
 impl AwsClients {
@@ -41,6 +43,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             kms: aws_sdk_kms::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! - [`KmsKeyService`]: [`KeyService`](fhirlake_ports::KeyService) on KMS `GenerateDataKey`/`Decrypt`
 //!   with a bounded cache of unwrapped data keys;
 //! - [`SecretsManagerCredentials`]: the access key pair of HealthLake-compatible SigV4
-//!   authentication, from one Secrets Manager secret, as a [`fhirlake_auth::StaticCredentials`].
+//!   authentication, from one Secrets Manager secret, as a [`fhirlake_auth::StaticCredentials`];
+//! - [`StepFunctionsWorkflows`]: [`Workflows`](fhirlake_ports::Workflows) on the Step Functions
+//!   state machines of bulk import and export (one execution per job, named by the job id).
 //!
 //! Clients come from the standard AWS configuration ([`AwsClients::from_env`]), so the same code
 //! runs against AWS or a local emulator (`AWS_ENDPOINT_URL`). No `aws_sdk_*` type crosses a port:
@@ -22,8 +24,10 @@ mod error;
 mod kms_key_service;
 #[cfg(feature = "moto")]
 pub mod moto;
+mod s3_buckets;
 mod s3_object_store;
 mod secrets_manager_credentials;
+mod step_functions_workflows;
 
 pub use aws_backend::{
     AwsBackend, AwsSettings, BUCKET_ENV, DEFAULT_BUCKET, DEFAULT_KMS_KEY, DEFAULT_TABLE, KMS_KEY_ENV, OBJECT_PREFIX_ENV, TABLE_ENV,
@@ -31,5 +35,7 @@ pub use aws_backend::{
 pub use config::{load_sdk_config, AwsClients};
 pub use dynamodb_item_table::{create_table_if_missing, DynamoDbItemTable};
 pub use kms_key_service::{create_key_if_missing, KmsKeyService, DATA_KEY_CACHE_CAPACITY, ENCRYPTION_CONTEXT_KEY};
+pub use s3_buckets::S3Buckets;
 pub use s3_object_store::{create_bucket_if_missing, S3ObjectStore};
 pub use secrets_manager_credentials::SecretsManagerCredentials;
+pub use step_functions_workflows::StepFunctionsWorkflows;

@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// Largest page of a search or history read; a larger `_count` is reduced to it.
     #[arg(long, default_value = "1000", env = "FHIRLAKE_SEARCH_MAX_COUNT", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     search_max_count: u64,
+    /// Bytes of NDJSON input per import chunk (the unit of work and of retry).
+    #[arg(long, default_value = "8388608", env = "FHIRLAKE_JOB_CHUNK_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    job_chunk_bytes: u64,
+    /// Import and export chunks run at once (default: the number of CPUs).
+    #[arg(long, env = "FHIRLAKE_JOB_PARALLELISM", value_parser = clap::value_parser!(u64).range(1..=256))]
+    job_parallelism: Option<u64>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -56,7 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backends = match args.backend {
         Backend::Embedded => {
             let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
-            Backends::with_system_clock(embedded.items, embedded.objects, embedded.keys)
+            Backends::with_system_clock(embedded.items, embedded.objects, embedded.keys, embedded.buckets)
         }
         Backend::Aws => {
             let settings = args.aws.settings();
@@ -66,17 +72,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e} (run `fhirlake aws init` to create the table, bucket and key)"))?;
             let aws = fhirlake_aws::AwsBackend::new(&clients, &settings);
-            Backends::with_system_clock(aws.items, aws.objects, aws.keys)
+            Backends::with_system_clock(aws.items, aws.objects, aws.keys, aws.buckets)
         }
     };
     let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     let config = ServiceConfig::new(args.region.clone(), args.account_id.clone(), public_base_url.clone())
-        .with_max_page_size(usize::try_from(args.search_max_count).unwrap_or(ServiceConfig::DEFAULT_MAX_PAGE_SIZE));
+        .with_max_page_size(usize::try_from(args.search_max_count).unwrap_or(ServiceConfig::DEFAULT_MAX_PAGE_SIZE))
+        .with_job_chunk_bytes(args.job_chunk_bytes);
+    let config = match args.job_parallelism {
+        Some(n) => config.with_job_parallelism(usize::try_from(n).unwrap_or(1)),
+        None => config,
+    };
     let store = credentials::load_or_generate(&args.data_dir)?;
-    let state = Arc::new(AppState {
-        services: Services::new(config, backends),
-        authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)),
-    });
+    let services = Services::new(config, backends);
+    if let Some(runner) = &services.runner {
+        let resumed = runner.resume().await.context("resuming unfinished jobs")?;
+        if resumed > 0 {
+            tracing::info!(jobs = resumed, "resumed unfinished import and export jobs");
+        }
+    }
+    let state = Arc::new(AppState { services, authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)) });
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, url = %public_base_url, backend = ?args.backend, data_dir = %args.data_dir.display(), region = %args.region, "fhirlake is serving");

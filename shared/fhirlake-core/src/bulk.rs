@@ -15,8 +15,19 @@ use fhirlake_ports::{Condition, Write};
 use serde_json::Value;
 
 use crate::datastores::ActiveDatastore;
-use crate::resources::{self, Method, PreparedVersion, ResourceService, WriteOutcome};
+use crate::jobs::ValidationLevel;
+use crate::resources::{self, Method, PreparedVersion, ResourceService, StoredVersion, WriteOutcome};
 use crate::{CoreError, CoreResult};
+
+/// One resource of a bulk write: its JSON (with `resourceType` and `id`) and, for an import,
+/// the line it comes from (recorded on its version, see [`crate::jobs`]).
+#[derive(Debug, Clone)]
+pub struct BulkResource {
+    /// The resource.
+    pub body: Value,
+    /// The import line that writes it.
+    pub source: Option<String>,
+}
 
 /// What happens to one resource of a batch.
 enum Plan {
@@ -25,18 +36,30 @@ enum Plan {
     /// Written with the others: the prepared version and whether it creates the resource.
     Together(Box<PreparedVersion>, bool),
     /// Written alone, after the others.
-    Alone(String, String, Value),
+    Alone(String, String, BulkResource),
 }
 
 impl ResourceService {
     /// Writes `resources` (each with its `resourceType` and `id`) as updates by id, creating
     /// those that do not exist; the outcome of each, in order. See the module doc.
     pub async fn update_many(&self, ds: &ActiveDatastore, resources: Vec<Value>) -> Vec<CoreResult<WriteOutcome>> {
+        let resources = resources.into_iter().map(|body| BulkResource { body, source: None }).collect();
+        self.write_many(ds, resources, ValidationLevel::Strict).await
+    }
+
+    /// [`Self::update_many`] for an import: each resource checked at `level` and marked with
+    /// its source line.
+    pub(crate) async fn write_many(
+        &self,
+        ds: &ActiveDatastore,
+        resources: Vec<BulkResource>,
+        level: ValidationLevel,
+    ) -> Vec<CoreResult<WriteOutcome>> {
         let now = self.backends().clock.now();
         let mut seen = HashSet::new();
         let mut plans = Vec::with_capacity(resources.len());
-        for body in resources {
-            plans.push(self.plan(ds, body, &mut seen, now).await);
+        for resource in resources {
+            plans.push(self.plan(ds, resource, level, &mut seen, now).await);
         }
         let together: Vec<&PreparedVersion> = plans
             .iter()
@@ -53,14 +76,13 @@ impl ResourceService {
                 Plan::Refused(error) => Err(error),
                 Plan::Together(prepared, created) => match committed.next() {
                     Some(Ok(())) => Ok(WriteOutcome { version: prepared.stored, created }),
-                    Some(Err(e)) if e.is_condition_failure() => {
-                        let (resource_type, id) = (prepared.stored.resource_type.clone(), prepared.stored.id.clone());
-                        self.update_alone(ds, &resource_type, &id, prepared.stored.body.as_deref()).await
-                    }
+                    Some(Err(e)) if e.is_condition_failure() => self.update_alone(ds, &prepared.stored, level).await,
                     Some(Err(e)) => Err(e.into()),
                     None => Err(CoreError::Internal("a bulk write lost track of a resource".into())),
                 },
-                Plan::Alone(resource_type, id, body) => self.update(ds, &resource_type, &id, body, None).await,
+                Plan::Alone(resource_type, id, resource) => {
+                    self.update_from_source(ds, &resource_type, &id, resource.body, level, resource.source.as_deref()).await
+                }
             });
         }
         outcomes
@@ -70,36 +92,43 @@ impl ResourceService {
     async fn plan(
         &self,
         ds: &ActiveDatastore,
-        body: Value,
+        resource: BulkResource,
+        level: ValidationLevel,
         seen: &mut HashSet<(String, String)>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Plan {
+        let body = &resource.body;
         let resource_type = body.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
         let Some(id) = body.get("id").and_then(Value::as_str).map(String::from) else {
             return Plan::Refused(CoreError::Invalid("the resource has no id".into()));
         };
         let checked = resources::check_type(&resource_type)
             .and_then(|()| resources::check_id(&id))
-            .and_then(|()| resources::check_valid(&resource_type, &body));
+            .and_then(|()| resources::check_at_level(&resource_type, body, level));
         if let Err(error) = checked {
             return Plan::Refused(error);
         }
         if !seen.insert((resource_type.clone(), id.clone())) {
-            return Plan::Alone(resource_type, id, body);
+            return Plan::Alone(resource_type, id, resource);
         }
         let current = match self.current(ds, &resource_type, &id).await {
             Ok(current) => current,
             Err(error) => return Plan::Refused(error),
         };
         if current.busy {
-            return Plan::Alone(resource_type, id, body);
+            return Plan::Alone(resource_type, id, resource);
         }
         let latest = current.version;
         let live = latest.as_ref().is_some_and(|v| !v.is_deleted());
         let method = if live { Method::Update } else { Method::CreateByUpdate };
         let at = latest.as_ref().map_or(now, |p| now.max(p.last_updated + chrono::Duration::microseconds(1)));
-        match self.prepare(ds, &resource_type, &id, latest.as_ref(), method, Some(body), at).await {
-            Ok(prepared) => Plan::Together(Box::new(prepared), !live),
+        match self.prepare(ds, &resource_type, &id, latest.as_ref(), method, Some(resource.body), at).await {
+            Ok(mut prepared) => {
+                if let Some(source) = &resource.source {
+                    prepared.mark_source(source);
+                }
+                Plan::Together(Box::new(prepared), !live)
+            }
             Err(error) => Plan::Refused(error),
         }
     }
@@ -139,10 +168,12 @@ impl ResourceService {
     }
 
     /// A resource whose bulk put lost a race, written again as a single update.
-    async fn update_alone(&self, ds: &ActiveDatastore, resource_type: &str, id: &str, body: Option<&[u8]>) -> CoreResult<WriteOutcome> {
-        let body: Value = body
+    async fn update_alone(&self, ds: &ActiveDatastore, lost: &StoredVersion, level: ValidationLevel) -> CoreResult<WriteOutcome> {
+        let body: Value = lost
+            .body
+            .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
             .ok_or_else(|| CoreError::Internal("a prepared version lost its body".into()))?;
-        self.update(ds, resource_type, id, body, None).await
+        self.update_from_source(ds, &lost.resource_type, &lost.id, body, level, lost.source.as_deref()).await
     }
 }

@@ -375,6 +375,7 @@ mod tests {
             table: table.clone(),
             objects: Arc::new(MemoryObjectStore::new()),
             keys: Arc::new(MemoryKeyService::new()),
+            buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
             clock: clock.clone(),
             ids: Arc::new(RandomIds),
         };

@@ -12,6 +12,10 @@ pub struct ServiceConfig {
     pub public_base_url: String,
     /// The largest page a search or history read returns; a larger `_count` is reduced to it.
     pub max_page_size: usize,
+    /// Bytes of NDJSON input per import chunk.
+    pub job_chunk_bytes: u64,
+    /// Chunks the in-process job runner runs at once.
+    pub job_parallelism: usize,
 }
 
 impl ServiceConfig {
@@ -27,7 +31,21 @@ impl ServiceConfig {
             account_id: account_id.into(),
             public_base_url: public_base_url.into(),
             max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
+            job_chunk_bytes: crate::jobs::DEFAULT_CHUNK_BYTES,
+            job_parallelism: std::thread::available_parallelism().map_or(2, usize::from),
         }
+    }
+
+    /// With another import chunk size (at least 1 KiB).
+    pub fn with_job_chunk_bytes(mut self, bytes: u64) -> Self {
+        self.job_chunk_bytes = bytes.max(1024);
+        self
+    }
+
+    /// With another number of chunks the in-process runner runs at once (at least 1).
+    pub fn with_job_parallelism(mut self, parallelism: usize) -> Self {
+        self.job_parallelism = parallelism.max(1);
+        self
     }
 
     /// With another page size limit, kept within 1..=[`Self::MAX_PAGE_SIZE_LIMIT`].

@@ -99,6 +99,21 @@ pub(crate) fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, v
     indexed(resource_type, resource).into_iter().map(|i| Item::new(entry_key(i)).with(VERSION_ATTR, AttrValue::N(version as i64))).collect()
 }
 
+/// The owners of the `compartment` compartments (`Patient` → patient ids) `resource` belongs
+/// to: the same rule that writes its compartment entries.
+pub fn compartment_owners_of(compartment: &str, resource_type: &str, resource: &Value) -> std::collections::BTreeSet<String> {
+    let mut owners = std::collections::BTreeSet::new();
+    for code in registry::compartment_params(compartment, resource_type) {
+        let Some(param) = registry::search_params(resource_type).find(|p| p.code == *code) else { continue };
+        if param.kind != SearchParamType::Reference || param.expression_for(resource_type).is_none() {
+            continue;
+        }
+        let found = values::extract(resource_type, param, resource);
+        owners.extend(compartment_owners(resource_type, param.code, &found).filter(|(c, _)| *c == compartment).map(|(_, owner)| owner));
+    }
+    owners
+}
+
 /// The compartments (`Patient`, `p1`) that a parameter's reference values put a resource in.
 fn compartment_owners<'a>(
     resource_type: &str,

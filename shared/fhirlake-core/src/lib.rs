@@ -10,6 +10,7 @@ mod crypto;
 pub mod datastores;
 mod error;
 pub mod index;
+pub mod jobs;
 pub mod layout;
 pub mod resources;
 pub mod search;

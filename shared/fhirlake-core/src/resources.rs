@@ -22,9 +22,12 @@ use serde_json::Value;
 use crate::commit_record::{CommitRecords, LargeCommitError, Settled};
 use crate::crypto::BodyCipher;
 use crate::datastores::ActiveDatastore;
+use crate::jobs::ValidationLevel;
 use crate::{index, layout};
 use crate::{Backends, CoreError, CoreResult};
 
+/// Attribute of a version item naming the import line that wrote it.
+pub(crate) const SOURCE_ATTR: &str = "src";
 /// How many times an unconditional write retries after losing a race.
 const WRITE_ATTEMPTS: u32 = 12;
 /// Upper bound of the random pause before the n-th retry: 1, 2, 4, … ms, at most this.
@@ -96,6 +99,8 @@ pub struct StoredVersion {
     pub body: Option<Bytes>,
     /// The token of the write that stored this version; its history and index entries carry it.
     pub write_token: Option<String>,
+    /// The import line that wrote this version (see [`crate::jobs`]), if an import did.
+    pub source: Option<String>,
 }
 
 impl StoredVersion {
@@ -231,7 +236,24 @@ impl ResourceService {
             Some(_) => {}
         }
         check_valid(resource_type, &body)?;
-        self.write_next(ds, resource_type, id, if_match, |_| Ok((Method::Update, Some(body.clone())))).await
+        self.write_next(ds, resource_type, id, if_match, None, |_| Ok((Method::Update, Some(body.clone())))).await
+    }
+
+    /// An update by id checked at an import's validation level and marked with the import line
+    /// that wrote it (`body` carries its id).
+    pub(crate) async fn update_from_source(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        level: ValidationLevel,
+        source: Option<&str>,
+    ) -> CoreResult<WriteOutcome> {
+        check_type(resource_type)?;
+        check_id(id)?;
+        check_at_level(resource_type, &body, level)?;
+        self.write_next(ds, resource_type, id, None, source, |_| Ok((Method::Update, Some(body.clone())))).await
     }
 
     /// Applies a patch to the current version (FHIR `patch`).
@@ -244,7 +266,7 @@ impl ResourceService {
         if_match: Option<u64>,
     ) -> CoreResult<WriteOutcome> {
         check_type(resource_type)?;
-        self.write_next(ds, resource_type, id, if_match, |latest| {
+        self.write_next(ds, resource_type, id, if_match, None, |latest| {
             let current = match latest {
                 None => return Err(not_found(resource_type, id)),
                 Some(v) => match &v.body {
@@ -453,6 +475,7 @@ impl ResourceService {
         resource_type: &str,
         id: &str,
         if_match: Option<u64>,
+        source: Option<&str>,
         mut next: F,
     ) -> CoreResult<WriteOutcome>
     where
@@ -479,7 +502,7 @@ impl ResourceService {
             if let Some(prev) = &latest {
                 now = now.max(prev.last_updated + chrono::Duration::microseconds(1));
             }
-            match self.commit(ds, resource_type, id, latest.as_ref(), method, body, now).await {
+            match self.commit_from(ds, resource_type, id, latest.as_ref(), method, body, now, source).await {
                 Ok(version) => return Ok(WriteOutcome { version, created: !live }),
                 Err(e) if e.is_condition_failure() && if_match.is_some() => {
                     return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
@@ -504,7 +527,26 @@ impl ResourceService {
         body: Option<Value>,
         at: DateTime<Utc>,
     ) -> Result<StoredVersion, CommitError> {
-        let prepared = self.prepare(ds, resource_type, id, previous, method, body, at).await?;
+        self.commit_from(ds, resource_type, id, previous, method, body, at, None).await
+    }
+
+    /// [`Self::commit`], marking the version with the import line that wrote it.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_from(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        id: &str,
+        previous: Option<&StoredVersion>,
+        method: Method,
+        body: Option<Value>,
+        at: DateTime<Utc>,
+        source: Option<&str>,
+    ) -> Result<StoredVersion, CommitError> {
+        let mut prepared = self.prepare(ds, resource_type, id, previous, method, body, at).await?;
+        if let Some(source) = source {
+            prepared.mark_source(source);
+        }
         let mut stored = self.apply(ds, vec![prepared]).await?;
         stored.pop().ok_or_else(|| CommitError::Core(CoreError::Internal("a commit stored nothing".into())))
     }
@@ -568,6 +610,7 @@ impl ResourceService {
             method,
             body: json,
             write_token: Some(token),
+            source: None,
         };
         Ok(PreparedVersion { item, entries, body_object, stored, previous: previous.cloned() })
     }
@@ -742,7 +785,8 @@ impl ResourceService {
             Some(Bytes::from(json))
         };
         let write_token = item.get_str(index::WRITE_TOKEN_ATTR).map(String::from);
-        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body, write_token })
+        let source = item.get_str(SOURCE_ATTR).map(String::from);
+        Ok(StoredVersion { resource_type: resource_type.into(), id: id.into(), version, last_updated, method, body, write_token, source })
     }
 }
 
@@ -775,6 +819,14 @@ pub(crate) struct PreparedVersion {
     pub(crate) body_object: Option<String>,
     pub(crate) stored: StoredVersion,
     pub(crate) previous: Option<StoredVersion>,
+}
+
+impl PreparedVersion {
+    /// Records on the version which import line writes it.
+    pub(crate) fn mark_source(&mut self, source: &str) {
+        self.item.attrs.insert(SOURCE_ATTR.to_string(), AttrValue::S(source.to_string()));
+        self.stored.source = Some(source.to_string());
+    }
 }
 
 /// A commit either lost its condition (retryable) or failed otherwise.
@@ -822,6 +874,26 @@ pub(crate) fn check_id(id: &str) -> CoreResult<()> {
 
 pub(crate) fn check_valid(resource_type: &str, body: &Value) -> CoreResult<()> {
     validate::validate_resource(Some(resource_type), body).map_err(CoreError::InvalidResource)
+}
+
+/// The checks of an import's validation level (`strict` is [`check_valid`]).
+pub(crate) fn check_at_level(resource_type: &str, body: &Value, level: ValidationLevel) -> CoreResult<()> {
+    match level {
+        ValidationLevel::Strict => check_valid(resource_type, body),
+        ValidationLevel::StructureOnly => match validate::validate_resource(Some(resource_type), body) {
+            Ok(()) => Ok(()),
+            Err(issues) => {
+                let structural: Vec<Issue> = issues.into_iter().filter(|i| i.code != "code-invalid").collect();
+                if structural.is_empty() {
+                    Ok(())
+                } else {
+                    Err(CoreError::InvalidResource(structural))
+                }
+            }
+        },
+        ValidationLevel::Minimal if body.is_object() => Ok(()),
+        ValidationLevel::Minimal => Err(CoreError::Invalid("a resource must be a JSON object".into())),
+    }
 }
 
 pub(crate) fn not_found(resource_type: &str, id: &str) -> CoreError {

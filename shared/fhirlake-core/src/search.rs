@@ -718,7 +718,12 @@ impl SearchService {
 
     /// The versions the entries name that are current and were stored by the entries' writes,
     /// in entry order, one per id.
-    async fn current_versions(&self, ds: &ActiveDatastore, resource_type: &str, entries: Vec<EntryRef>) -> CoreResult<Vec<StoredVersion>> {
+    pub(crate) async fn current_versions(
+        &self,
+        ds: &ActiveDatastore,
+        resource_type: &str,
+        entries: Vec<EntryRef>,
+    ) -> CoreResult<Vec<StoredVersion>> {
         let mut keys = Vec::with_capacity(entries.len() * 2);
         for e in &entries {
             keys.push(layout::version_key(&ds.id, resource_type, &e.id, e.version));

@@ -28,6 +28,7 @@ async fn fixture() -> Fixture {
         table: table.clone(),
         objects: objects.clone(),
         keys: Arc::new(MemoryKeyService::new()),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: clock.clone(),
         ids: Arc::new(RandomIds),
     };

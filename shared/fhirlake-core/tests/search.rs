@@ -23,6 +23,7 @@ async fn fixture() -> Fixture {
         table: Arc::new(MemoryItemTable::new()),
         objects: Arc::new(MemoryObjectStore::new()),
         keys: Arc::new(MemoryKeyService::new()),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: Arc::new(FixedClock::new(DateTime::from_timestamp(1_700_000_000, 0).expect("a time"))),
         ids: Arc::new(RandomIds),
     };

@@ -1,4 +1,4 @@
-//! [`EmbeddedBackend`]: the three embedded adapters opened under one data directory.
+//! [`EmbeddedBackend`]: the embedded adapters opened under one data directory.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use fhirlake_ports::{StorageError, StorageResult};
 
-use crate::{LocalKeyFile, LocalObjectStore, RedbItemTable};
+use crate::{LocalBuckets, LocalKeyFile, LocalObjectStore, RedbItemTable};
 
-/// The item table, object store and key service of one data directory:
+/// The item table, object store, key service and job buckets of one data directory:
 ///
 /// ```text
 /// <data_dir>/table.redb    the item table
 /// <data_dir>/objects/      the object store
 /// <data_dir>/master.key    the master secret (mode 0600)
+/// <data_dir>/s3/<bucket>/   the buckets jobs read from and write to (`s3://<bucket>/...`)
 /// ```
 #[derive(Debug, Clone)]
 pub struct EmbeddedBackend {
@@ -23,6 +24,8 @@ pub struct EmbeddedBackend {
     pub objects: Arc<LocalObjectStore>,
     /// The key service.
     pub keys: Arc<LocalKeyFile>,
+    /// The buckets of jobs' input and output.
+    pub buckets: Arc<LocalBuckets>,
     data_dir: PathBuf,
 }
 
@@ -37,7 +40,8 @@ impl EmbeddedBackend {
         let keys = Arc::new(LocalKeyFile::open_or_create(data_dir.join("master.key"))?);
         let items = Arc::new(RedbItemTable::open(data_dir.join("table.redb"))?);
         let objects = Arc::new(LocalObjectStore::new(data_dir.join("objects"))?);
-        Ok(EmbeddedBackend { items, objects, keys, data_dir })
+        let buckets = Arc::new(LocalBuckets::new(data_dir.join("s3"))?);
+        Ok(EmbeddedBackend { items, objects, keys, buckets, data_dir })
     }
 
     /// The data directory.

@@ -5,19 +5,22 @@
 //! | `ItemTable` | [`RedbItemTable`] | one redb file: crash-safe, ACID, DynamoDB's key model and limits |
 //! | `ObjectStore` | [`LocalObjectStore`] | one file per object under a directory, atomic replace |
 //! | `KeyService` | [`LocalKeyFile`] | a 0600 file holding a 256-bit master secret |
+//! | `Buckets` | [`LocalBuckets`] | `s3://bucket/key` as `<data_dir>/s3/bucket/key` (jobs' input and output) |
 //!
-//! [`EmbeddedBackend::open`] opens all three under one data directory. The item table's byte
+//! [`EmbeddedBackend::open`] opens all four under one data directory. The item table's byte
 //! layout (key and attribute encoding) is documented in `src/item_codec.rs`. Every adapter passes
 //! the conformance suite of `fhirlake_ports::testsuite`.
 #![warn(missing_docs)]
 
 mod embedded_backend;
 mod item_codec;
+mod local_buckets;
 mod local_key_file;
 mod local_object_store;
 mod redb_item_table;
 
 pub use embedded_backend::EmbeddedBackend;
+pub use local_buckets::LocalBuckets;
 pub use local_key_file::LocalKeyFile;
 pub use local_object_store::LocalObjectStore;
 pub use redb_item_table::RedbItemTable;

@@ -10,6 +10,14 @@
 //! (e.g. a custom domain), else with `https://{requestContext.domainName}` of that request, and
 //! kept for the life of the instance. The domain comes from API Gateway's request context, never from the client's
 //! `Host` header. An API reached through several domains should set `FHIRLAKE_PUBLIC_URL`.
+//!
+//! ## Bulk jobs
+//!
+//! With `FHIRLAKE_IMPORT_STATE_MACHINE_ARN` and `FHIRLAKE_EXPORT_STATE_MACHINE_ARN` set, a job
+//! start begins an execution of the Step Functions state machine of its kind
+//! ([`fhirlake_aws::StepFunctionsWorkflows`]), whose task functions run the steps. Without them
+//! jobs run in this process (`Services::new`), which suits tests and emulators only: a Lambda
+//! instance is frozen between invocations.
 
 use std::sync::Arc;
 
@@ -17,8 +25,9 @@ use aws_config::SdkConfig;
 use axum::Router;
 use fhirlake_api::{plane_error, router, AppState, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
 use fhirlake_auth::CredentialStore;
-use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials};
+use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials, StepFunctionsWorkflows};
 use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::Workflows;
 use http::StatusCode;
 use tower::ServiceExt;
 
@@ -58,6 +67,7 @@ pub struct HttpContext {
     max_page_size: usize,
     backends: Backends,
     authentication: Authentication,
+    workflows: Option<Arc<dyn Workflows>>,
     router: tokio::sync::OnceCell<Router>,
 }
 
@@ -72,8 +82,16 @@ impl HttpContext {
             max_page_size: ServiceConfig::DEFAULT_MAX_PAGE_SIZE,
             backends,
             authentication,
+            workflows: None,
             router: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Starting bulk jobs through `workflows` (the Step Functions state machines) rather than
+    /// in this process.
+    pub fn with_workflows(mut self, workflows: Arc<dyn Workflows>) -> Self {
+        self.workflows = Some(workflows);
+        self
     }
 
     /// With another largest page size ([`ServiceConfig::max_page_size`]).
@@ -96,8 +114,9 @@ impl HttpContext {
     /// Errors: [`LambdaError::Config`] when the healthlake mode has no secret,
     /// [`LambdaError::AccessKeys`] when the secret cannot be read.
     pub async fn from_settings(settings: &HttpSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
-        let backend = AwsBackend::new(&AwsClients::from_sdk_config(sdk), &settings.aws);
-        let backends = Backends::with_system_clock(backend.items, backend.objects, backend.keys);
+        let clients = AwsClients::from_sdk_config(sdk);
+        let backend = AwsBackend::new(&clients, &settings.aws);
+        let backends = Backends::with_system_clock(backend.items, backend.objects, backend.keys, backend.buckets);
         let authentication = match settings.auth_mode {
             AuthMode::Iam => Authentication::Iam,
             AuthMode::HealthLake => {
@@ -107,8 +126,16 @@ impl HttpContext {
                 Authentication::access_keys(Arc::new(keys))
             }
         };
-        Ok(Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
-            .with_max_page_size(settings.max_page_size))
+        let context = Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
+            .with_max_page_size(settings.max_page_size);
+        Ok(match &settings.workflows {
+            Some(arns) => context.with_workflows(Arc::new(StepFunctionsWorkflows::new(
+                clients.sfn.clone(),
+                arns.import_state_machine_arn.clone(),
+                arns.export_state_machine_arn.clone(),
+            ))),
+            None => context,
+        })
     }
 
     /// Answers one request: the shared router, built on first use if needed, with the IAM
@@ -171,6 +198,10 @@ impl HttpContext {
                 }
             }
         };
-        router(Arc::new(AppState { services: Services::new(config, self.backends.clone()), authenticator }))
+        let services = match &self.workflows {
+            Some(workflows) => Services::with_workflows(config, self.backends.clone(), workflows.clone()),
+            None => Services::new(config, self.backends.clone()),
+        };
+        router(Arc::new(AppState { services, authenticator }))
     }
 }

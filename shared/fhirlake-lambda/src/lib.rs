@@ -6,6 +6,9 @@
 //!   ([`fhirlake_api::router`]) behind API Gateway's HTTP API (payload format 2.0, `$default`
 //!   stage) with [`lambda_http`], over the AWS adapters ([`fhirlake_aws::AwsBackend`]). The two
 //!   functions run the same code; the SAM template gives them different routes and IAM roles.
+//! - `import-plan`, `import-chunk`, `import-finalize` and the three `export-*` functions:
+//!   [`JobStepContext`] runs one step of a bulk job under the Step Functions state machines
+//!   (`statemachines/`), see [`run_job_step`].
 //! - `authorizer`: [`AuthorizerContext`] answers API Gateway's Lambda authorizer events with the
 //!   SigV4 checks that need no body.
 //!
@@ -28,6 +31,7 @@ mod access_keys;
 mod authorizer;
 mod error;
 mod http_context;
+mod job_steps;
 mod request_context;
 pub mod settings;
 
@@ -42,6 +46,9 @@ pub use access_keys::{AccessKeys, KeySource};
 pub use authorizer::{AuthorizerContext, AuthorizerResponse, ACCESS_KEY_ID_CONTEXT_KEY};
 pub use error::LambdaError;
 pub use http_context::{Authentication, HttpContext};
+pub use job_steps::{
+    job_step_service, run_job_step, run_job_step_with, JobStep, JobStepContext, PlanResult, S3Object, StepError, INVALID_TASK, STEP_FAILED,
+};
 pub use request_context::{iam_user_arn, public_base_url};
 
 /// Environment variable with the log filter (`tracing_subscriber::EnvFilter` syntax); when

@@ -3,12 +3,13 @@
 //! | variable | used by | meaning |
 //! |---|---|---|
 //! | `AWS_REGION` | all | the region (set by Lambda): ARNs, SigV4 scope |
-//! | `FHIRLAKE_ACCOUNT_ID` | fhir-api, control-plane | the 12-digit account id in ARNs |
-//! | `FHIRLAKE_PUBLIC_URL` | fhir-api, control-plane | optional base URL of the API; when unset, `https://{requestContext.domainName}` of the first request |
+//! | `FHIRLAKE_ACCOUNT_ID` | fhir-api, control-plane, job steps | the 12-digit account id in ARNs |
+//! | `FHIRLAKE_PUBLIC_URL` | fhir-api, control-plane, job steps | optional base URL of the API; when unset, `https://{requestContext.domainName}` of the first request (job steps: none needed) |
 //! | `FHIRLAKE_AUTH_MODE` | fhir-api, control-plane | `healthlake` (default): verify SigV4 for `healthlake`; `iam`: trust API Gateway's `AWS_IAM` authorizer |
 //! | `FHIRLAKE_ACCESS_KEYS_SECRET` | all in `healthlake` mode, authorizer | the Secrets Manager secret holding the access key pair |
 //! | `FHIRLAKE_SEARCH_MAX_COUNT` | fhir-api | optional largest page of a search or history (`_count` is reduced to it); default 1000, at most 10000 |
-//! | `FHIRLAKE_TABLE`, `FHIRLAKE_BUCKET`, `FHIRLAKE_OBJECT_PREFIX`, `FHIRLAKE_KMS_KEY` | fhir-api, control-plane | the data's resources ([`AwsSettings`]) |
+//! | `FHIRLAKE_IMPORT_STATE_MACHINE_ARN`, `FHIRLAKE_EXPORT_STATE_MACHINE_ARN` | fhir-api, control-plane | optional, both or neither: bulk jobs start executions of these Step Functions state machines ([`WorkflowSettings`]); when unset, jobs run in the function's process (development only: the process ends with the invocation) |
+//! | `FHIRLAKE_TABLE`, `FHIRLAKE_BUCKET`, `FHIRLAKE_OBJECT_PREFIX`, `FHIRLAKE_KMS_KEY` | fhir-api, control-plane, job steps | the data's resources ([`AwsSettings`]) |
 //! | `FHIRLAKE_LOG`, else `RUST_LOG` | all | log filter ([`crate::init_tracing`]) |
 
 use std::str::FromStr;
@@ -31,6 +32,44 @@ pub const AUTH_MODE_ENV: &str = "FHIRLAKE_AUTH_MODE";
 pub const ACCESS_KEYS_SECRET_ENV: &str = "FHIRLAKE_ACCESS_KEYS_SECRET";
 /// Environment variable holding the largest page size of searches and history.
 pub const SEARCH_MAX_COUNT_ENV: &str = "FHIRLAKE_SEARCH_MAX_COUNT";
+/// Environment variable holding the ARN of the bulk import state machine.
+pub const IMPORT_STATE_MACHINE_ARN_ENV: &str = "FHIRLAKE_IMPORT_STATE_MACHINE_ARN";
+/// Environment variable holding the ARN of the bulk export state machine.
+pub const EXPORT_STATE_MACHINE_ARN_ENV: &str = "FHIRLAKE_EXPORT_STATE_MACHINE_ARN";
+
+/// The Step Functions state machines that run bulk jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowSettings {
+    /// The import state machine (`statemachines/import.asl.json`).
+    pub import_state_machine_arn: String,
+    /// The export state machine (`statemachines/export.asl.json`).
+    pub export_state_machine_arn: String,
+}
+
+impl WorkflowSettings {
+    /// Both ARNs from `lookup`, or `None` when neither is set.
+    ///
+    /// Errors: [`LambdaError::Config`] when only one is set, or one is not a state machine ARN.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, LambdaError> {
+        let import = non_empty(&lookup, IMPORT_STATE_MACHINE_ARN_ENV);
+        let export = non_empty(&lookup, EXPORT_STATE_MACHINE_ARN_ENV);
+        for (name, value) in [(IMPORT_STATE_MACHINE_ARN_ENV, &import), (EXPORT_STATE_MACHINE_ARN_ENV, &export)] {
+            if value.as_deref().is_some_and(|arn| !(arn.starts_with("arn:") && arn.contains(":states:") && arn.contains(":stateMachine:")))
+            {
+                return Err(LambdaError::Config(format!("{name} must be a Step Functions state machine ARN")));
+            }
+        }
+        match (import, export) {
+            (None, None) => Ok(None),
+            (Some(import_state_machine_arn), Some(export_state_machine_arn)) => {
+                Ok(Some(WorkflowSettings { import_state_machine_arn, export_state_machine_arn }))
+            }
+            _ => {
+                Err(LambdaError::Config(format!("set both {IMPORT_STATE_MACHINE_ARN_ENV} and {EXPORT_STATE_MACHINE_ARN_ENV}, or neither")))
+            }
+        }
+    }
+}
 
 /// How the HTTP functions authenticate requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +111,8 @@ pub struct HttpSettings {
     pub max_page_size: usize,
     /// The table, bucket and KMS key.
     pub aws: AwsSettings,
+    /// The state machines that run bulk jobs; `None`: jobs run in the function's process.
+    pub workflows: Option<WorkflowSettings>,
     /// How long after one load of the access keys the next may start (not an environment
     /// variable: [`AccessKeys::DEFAULT_REFRESH_INTERVAL`](crate::AccessKeys::DEFAULT_REFRESH_INTERVAL)).
     pub key_refresh_interval: Duration,
@@ -123,7 +164,47 @@ impl HttpSettings {
             access_keys_secret,
             max_page_size,
             aws,
+            workflows: WorkflowSettings::from_lookup(&lookup)?,
             key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+        })
+    }
+}
+
+/// The settings of the task functions of the bulk job state machines (`import-plan`,
+/// `import-chunk`, `import-finalize` and the three `export-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStepSettings {
+    /// The region.
+    pub region: String,
+    /// The 12-digit account id.
+    pub account_id: String,
+    /// The public base URL, when configured (the steps build no link of their own).
+    pub public_url: Option<String>,
+    /// The table, bucket and KMS key.
+    pub aws: AwsSettings,
+}
+
+impl JobStepSettings {
+    /// Reads the settings from the environment; every data resource must be named
+    /// ([`AwsSettings::from_env_strict`]).
+    ///
+    /// Errors: [`LambdaError::Config`] naming the variable that is missing or invalid.
+    pub fn from_env() -> Result<Self, LambdaError> {
+        let aws = AwsSettings::from_env_strict().map_err(|e| LambdaError::Config(e.message))?;
+        Self::from_lookup(|name| std::env::var(name).ok(), aws)
+    }
+
+    /// The settings from `lookup` (an environment) and the data resources `aws`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, aws: AwsSettings) -> Result<Self, LambdaError> {
+        let account_id = required(&lookup, ACCOUNT_ID_ENV)?;
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LambdaError::Config(format!("{ACCOUNT_ID_ENV} must be a 12-digit account id")));
+        }
+        Ok(JobStepSettings {
+            region: required(&lookup, REGION_ENV)?,
+            account_id,
+            public_url: non_empty(&lookup, PUBLIC_URL_ENV).map(|url| url.trim_end_matches('/').to_string()),
+            aws,
         })
     }
 }
@@ -233,6 +314,39 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push(("FHIRLAKE_PUBLIC_URL", "https://fhir.example.com/"));
         assert_eq!(HttpSettings::from_lookup(env(&pairs), aws()).unwrap().public_url.as_deref(), Some("https://fhir.example.com"));
+    }
+
+    #[test]
+    fn state_machines_are_both_set_or_neither() {
+        assert_eq!(HttpSettings::from_lookup(env(BASE), aws()).unwrap().workflows, None);
+        let import = "arn:aws:states:eu-west-1:123456789012:stateMachine:fhirlake-import";
+        let export = "arn:aws:states:eu-west-1:123456789012:stateMachine:fhirlake-export";
+        let mut pairs = BASE.to_vec();
+        pairs.push((IMPORT_STATE_MACHINE_ARN_ENV, import));
+        let error = HttpSettings::from_lookup(env(&pairs), aws()).unwrap_err();
+        assert!(error.to_string().contains(EXPORT_STATE_MACHINE_ARN_ENV), "{error}");
+        pairs.push((EXPORT_STATE_MACHINE_ARN_ENV, export));
+        let workflows = HttpSettings::from_lookup(env(&pairs), aws()).unwrap().workflows.unwrap();
+        assert_eq!((workflows.import_state_machine_arn.as_str(), workflows.export_state_machine_arn.as_str()), (import, export));
+        pairs.pop();
+        pairs.push((EXPORT_STATE_MACHINE_ARN_ENV, "fhirlake-export"));
+        let error = HttpSettings::from_lookup(env(&pairs), aws()).unwrap_err();
+        assert!(error.to_string().contains(EXPORT_STATE_MACHINE_ARN_ENV), "{error}");
+    }
+
+    #[test]
+    fn job_steps_need_region_and_account() {
+        let settings =
+            JobStepSettings::from_lookup(env(&[("AWS_REGION", "eu-west-1"), ("FHIRLAKE_ACCOUNT_ID", "123456789012")]), aws()).unwrap();
+        assert_eq!(
+            (settings.region.as_str(), settings.account_id.as_str(), settings.public_url.as_deref()),
+            ("eu-west-1", "123456789012", None)
+        );
+        assert!(JobStepSettings::from_lookup(env(&[("AWS_REGION", "eu-west-1")]), aws()).unwrap_err().to_string().contains(ACCOUNT_ID_ENV));
+        assert!(JobStepSettings::from_lookup(env(&[("FHIRLAKE_ACCOUNT_ID", "123456789012")]), aws())
+            .unwrap_err()
+            .to_string()
+            .contains(REGION_ENV));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The ports: the small set of traits fhirlake's domain needs from the outside world.
 //!
 //! ```text
-//!   domain (fhirlake-core) ──uses──▶ ItemTable · ObjectStore · KeyService · Clock · IdSource
+//!   domain (fhirlake-core) ──uses──▶ ItemTable · ObjectStore · Buckets · KeyService · Workflows · Clock · IdSource
 //!                                          ▲              ▲            ▲
 //!                     embedded adapter ────┘  aws adapter ┘  memory ───┘ (tests)
 //! ```
@@ -11,6 +11,7 @@
 //! conformance suite in [`testsuite`] (feature `testsuite`).
 #![warn(missing_docs)]
 
+mod buckets;
 mod clock;
 mod error;
 mod item_table;
@@ -21,7 +22,9 @@ pub mod memory;
 mod object_store;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+mod workflows;
 
+pub use buckets::{Buckets, MemoryBuckets};
 pub use clock::{Clock, IdSource, RandomIds, SystemClock};
 pub use error::{StorageError, StorageErrorKind, StorageResult};
 pub use item_table::{AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
@@ -30,3 +33,4 @@ pub use object_store::{
     check_part_list, check_part_number, check_part_order, ObjectList, ObjectMeta, ObjectStore, ObjectWriter, Upload, UploadedPart,
     MAX_PART_NUMBER, MIN_PART_BYTES,
 };
+pub use workflows::Workflows;

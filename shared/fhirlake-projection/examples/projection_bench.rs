@@ -89,6 +89,7 @@ fn stored(resource_type: &str, i: usize, body: &Bytes) -> StoredVersion {
         method: Method::CreateByUpdate,
         body: Some(body.clone()),
         write_token: None,
+        source: None,
     }
 }
 

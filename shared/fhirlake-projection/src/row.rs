@@ -97,6 +97,7 @@ mod tests {
             method: if body.is_some() { Method::Update } else { Method::Delete },
             body: body.map(|b| Bytes::from(serde_json::to_vec(&b).expect("json"))),
             write_token: None,
+            source: None,
         }
     }
 

@@ -108,8 +108,14 @@ async fn the_real_stream_of_a_moto_table_becomes_parquet_in_s3() {
     };
     let key_arn = AwsBackend::init(&clients, &settings).await.expect("init table, bucket and key");
     let aws = AwsBackend::new(&clients, &settings);
-    let backends =
-        Backends { table: aws.items, objects: aws.objects, keys: aws.keys, clock: Arc::new(SystemClock), ids: Arc::new(RandomIds) };
+    let backends = Backends {
+        table: aws.items,
+        objects: aws.objects,
+        keys: aws.keys,
+        buckets: aws.buckets,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+    };
     let config = ServiceConfig::new(REGION, "123456789012", "http://localhost");
     let services = Services::new(config, backends);
 

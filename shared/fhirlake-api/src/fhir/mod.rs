@@ -3,6 +3,7 @@
 
 mod bundle;
 mod error;
+mod export;
 mod history;
 mod negotiation;
 mod response;
@@ -12,6 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use fhirlake_core::conditional::CreateOutcome;
 use fhirlake_core::datastores::ActiveDatastore;
+use fhirlake_core::jobs::ExportScope;
 use fhirlake_core::resources::{PatchDocument, StoredVersion, WriteOutcome};
 use fhirlake_core::search::Scope;
 use fhirlake_core::Services;
@@ -72,13 +74,22 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
     let ds = services.datastores.active(req.datastore_id).await?;
     let ds = &ds;
     if let [resource_type, ..] = segments.as_slice() {
-        if !resource_type.starts_with('_') && *resource_type != "metadata" && !registry::is_resource_type(resource_type) {
+        let operation = matches!(*resource_type, "metadata" | "$export" | "export");
+        if !resource_type.starts_with('_') && !operation && !registry::is_resource_type(resource_type) {
             return Err(FhirError::new(StatusCode::NOT_FOUND, "not-supported", format!("unknown resource type {resource_type}")));
         }
     }
     match (req.method.clone(), segments.as_slice()) {
         (Method::GET, ["metadata"]) => Ok(capability(services, &base)),
         (_, ["metadata"]) => Err(method_not_allowed()),
+        (Method::GET | Method::POST, ["$export"]) => export::kick_off(services, ds, req, &base, ExportScope::System).await,
+        (Method::GET | Method::POST, ["Patient", "$export"]) => export::kick_off(services, ds, req, &base, ExportScope::Patient).await,
+        (Method::GET | Method::POST, ["Group", id, "$export"]) => {
+            export::kick_off(services, ds, req, &base, ExportScope::Group { id: id.to_string() }).await
+        }
+        (Method::GET, ["export", job_id]) => export::status(services, ds, job_id).await,
+        (Method::DELETE, ["export", job_id]) => export::cancel(services, ds, job_id).await,
+        (_, ["$export"] | ["export", _]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
         (Method::POST, ["_search"]) => search::search(services, ds, req, &base, None, Scope::default()).await,
         (Method::GET, [resource_type]) => search::search(services, ds, req, &base, Some(resource_type), Scope::default()).await,

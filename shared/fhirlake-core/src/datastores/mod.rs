@@ -27,7 +27,7 @@
 
 mod model;
 mod store;
-mod validate;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 
@@ -599,7 +599,7 @@ fn decode_list_token(token: &str) -> CoreResult<String> {
 }
 
 /// Truncates to milliseconds, the precision timestamps are stored and reported with.
-fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 

@@ -30,6 +30,7 @@ fn fixture() -> Fixture {
         table: table.clone(),
         objects: Arc::new(MemoryObjectStore::new()),
         keys: keys.clone(),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: clock.clone(),
         ids: Arc::new(SequentialIds::new()),
     };

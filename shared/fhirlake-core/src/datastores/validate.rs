@@ -17,15 +17,15 @@ use crate::{CoreError, CoreResult};
 /// Most tags one datastore may carry, and most one request may name.
 pub const MAX_TAGS: usize = 200;
 
-fn pattern(re: &str) -> Regex {
+pub(crate) fn pattern(re: &str) -> Regex {
     // The patterns are literals checked by the unit tests below; a typo is a bug, not input.
     Regex::new(re).unwrap_or_else(|e| panic!("invalid built-in pattern {re}: {e}"))
 }
 
-static NAME: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[\p{L}\p{Z}\p{N}_.:/=+\-%@]*$"));
+pub(crate) static NAME: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[\p{L}\p{Z}\p{N}_.:/=+\-%@]*$"));
 static TAG_TEXT: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$"));
 static CLIENT_TOKEN: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[a-zA-Z0-9-]+$"));
-static KMS_KEY_ID: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static KMS_KEY_ID: LazyLock<Regex> = LazyLock::new(|| {
     pattern(concat!(
         r"^(arn:aws((-us-gov)|(-iso)|(-iso-b)|(-cn))?:kms:)?([a-z]{2}-[a-z]+(-[a-z]+)?-\d:)?(\d{12}:)?",
         r"(((key/)?[a-zA-Z0-9_-]+)|(alias/[a-zA-Z0-9:/_-]+))$"
@@ -47,7 +47,7 @@ fn invalid(message: impl Into<String>) -> CoreError {
     CoreError::Invalid(message.into())
 }
 
-fn check_length(member: &str, value: &str, min: usize, max: usize) -> CoreResult<()> {
+pub(crate) fn check_length(member: &str, value: &str, min: usize, max: usize) -> CoreResult<()> {
     let chars = value.chars().count();
     if chars < min || chars > max {
         return Err(invalid(format!("{member} must be {min} to {max} characters long")));

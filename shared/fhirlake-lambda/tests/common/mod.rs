@@ -204,6 +204,7 @@ pub fn memory_backends() -> Backends {
         table: Arc::new(MemoryItemTable::new()),
         objects: Arc::new(MemoryObjectStore::new()),
         keys: Arc::new(MemoryKeyService::new()),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
     }

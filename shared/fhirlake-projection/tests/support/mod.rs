@@ -131,6 +131,7 @@ pub async fn fixture() -> Fixture {
         table: table.clone(),
         objects: Arc::new(MemoryObjectStore::new()),
         keys: Arc::new(MemoryKeyService::new()),
+        buckets: Arc::new(fhirlake_ports::MemoryBuckets::new()),
         clock: clock.clone(),
         ids: Arc::new(RandomIds),
     };

@@ -1,0 +1,9 @@
+//! `export-finalize`: the finalize step of a bulk export job: ends the job (or records its failure).
+//! A task of `statemachines/export.asl.json`; the handler is `fhirlake_lambda::run_job_step`.
+//! Configuration: see `fhirlake_lambda::settings`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    fhirlake_lambda::init_tracing();
+    fhirlake_lambda::run_job_step(fhirlake_lambda::JobStep::ExportFinalize).await
+}
