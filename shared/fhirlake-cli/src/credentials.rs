@@ -43,6 +43,18 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<StaticCredentials> {
     Ok(StaticCredentials::new(pair.access_key_id, pair.secret_access_key))
 }
 
+/// The key pair a `fhirlake serve` generated in `data_dir`, if there is one (for the CLI's
+/// own calls to that server).
+pub fn load_stored(data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let path = data_dir.join(FILE_NAME);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let pair = serde_json::from_str::<StoredPair>(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some((pair.access_key_id, pair.secret_access_key)))
+}
+
 fn random_upper(len: usize) -> String {
     let mut rng = rand::thread_rng();
     (0..len).map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[rng.gen_range(0..32)])).collect()
