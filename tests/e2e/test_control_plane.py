@@ -494,8 +494,13 @@ def test_wire_errors_for_unknown_targets_and_bad_bodies(control):
     resp = control.control("DescribeFHIRDatastore", {"DatastoreId": 42})
     assert (resp.status_code, resp.json()["__type"]) == (400, "ValidationException")
 
-    # Operations of the model that fhirlake does not offer yet are refused clearly, never a 500.
+    # A request missing a required member names it.
     resp = control.control("StartFHIRImportJob", {"DatastoreId": "0" * 32})
+    assert (resp.status_code, resp.json()["__type"]) == (400, "ValidationException")
+    assert "InputDataConfig" in resp.json()["message"]
+
+    # Operations of the model that fhirlake does not offer yet are refused clearly, never a 500.
+    resp = control.control("RestoreFHIRDatastore", {"DatastoreId": "0" * 32})
     assert (resp.status_code, resp.json()["__type"]) == (400, "ValidationException")
     assert "not supported" in resp.json()["message"]
 
