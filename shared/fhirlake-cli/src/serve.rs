@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// Bytes of NDJSON input per import chunk (the unit of work and of retry).
     #[arg(long, default_value = "8388608", env = "FHIRLAKE_JOB_CHUNK_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
     job_chunk_bytes: u64,
-    /// Import and export chunks run at once (default: the number of CPUs).
+    /// Import and export chunks run at once (default: twice the number of CPUs).
     #[arg(long, env = "FHIRLAKE_JOB_PARALLELISM", value_parser = clap::value_parser!(u64).range(1..=256))]
     job_parallelism: Option<u64>,
 }

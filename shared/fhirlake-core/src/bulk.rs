@@ -29,6 +29,28 @@ pub struct BulkResource {
     pub source: Option<String>,
 }
 
+/// Resources of a batch prepared at once: their validation, latest-version reads and sealing
+/// overlap (on DynamoDB each read is a round trip; on the embedded store they spread over the
+/// cores).
+const PREPARE_CONCURRENCY: usize = 64;
+
+/// A resource's type and id, checked, or the plan that needs no preparation: refused, or written
+/// alone because the batch names its id twice.
+fn screen(resource: BulkResource, seen: &mut HashSet<(String, String)>) -> Result<(String, String, BulkResource), Box<Plan>> {
+    let body = &resource.body;
+    let resource_type = body.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+    let Some(id) = body.get("id").and_then(Value::as_str).map(String::from) else {
+        return Err(Box::new(Plan::Refused(CoreError::Invalid("the resource has no id".into()))));
+    };
+    if let Err(error) = resources::check_type(&resource_type).and_then(|()| resources::check_id(&id)) {
+        return Err(Box::new(Plan::Refused(error)));
+    }
+    if !seen.insert((resource_type.clone(), id.clone())) {
+        return Err(Box::new(Plan::Alone(resource_type, id, resource)));
+    }
+    Ok((resource_type, id, resource))
+}
+
 /// What happens to one resource of a batch.
 enum Plan {
     /// Refused before any write.
@@ -57,10 +79,30 @@ impl ResourceService {
     ) -> Vec<CoreResult<WriteOutcome>> {
         let now = self.backends().clock.now();
         let mut seen = HashSet::new();
-        let mut plans = Vec::with_capacity(resources.len());
+        let mut plans: Vec<Option<Plan>> = Vec::with_capacity(resources.len());
+        let mut preparing = tokio::task::JoinSet::new();
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PREPARE_CONCURRENCY));
         for resource in resources {
-            plans.push(self.plan(ds, resource, level, &mut seen, now).await);
+            match screen(resource, &mut seen) {
+                Ok((resource_type, id, resource)) => {
+                    let (service, ds, slots, index) = (self.clone(), ds.clone(), slots.clone(), plans.len());
+                    preparing.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        (index, service.plan(&ds, resource_type, id, resource, level, now).await)
+                    });
+                    plans.push(None);
+                }
+                Err(plan) => plans.push(Some(*plan)),
+            }
         }
+        while let Some(joined) = preparing.join_next().await {
+            match joined {
+                Ok((index, plan)) => plans[index] = Some(plan),
+                Err(_) => return plans.iter().map(|_| Err(CoreError::Internal("preparing a bulk write failed".into()))).collect(),
+            }
+        }
+        let plans: Vec<Plan> =
+            plans.into_iter().map(|p| p.unwrap_or(Plan::Refused(CoreError::Internal("a bulk write lost a plan".into())))).collect();
         let together: Vec<&PreparedVersion> = plans
             .iter()
             .filter_map(|p| match p {
@@ -92,24 +134,14 @@ impl ResourceService {
     async fn plan(
         &self,
         ds: &ActiveDatastore,
+        resource_type: String,
+        id: String,
         resource: BulkResource,
         level: ValidationLevel,
-        seen: &mut HashSet<(String, String)>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Plan {
-        let body = &resource.body;
-        let resource_type = body.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
-        let Some(id) = body.get("id").and_then(Value::as_str).map(String::from) else {
-            return Plan::Refused(CoreError::Invalid("the resource has no id".into()));
-        };
-        let checked = resources::check_type(&resource_type)
-            .and_then(|()| resources::check_id(&id))
-            .and_then(|()| resources::check_at_level(&resource_type, body, level));
-        if let Err(error) = checked {
+        if let Err(error) = resources::check_at_level(&resource_type, &resource.body, level) {
             return Plan::Refused(error);
-        }
-        if !seen.insert((resource_type.clone(), id.clone())) {
-            return Plan::Alone(resource_type, id, resource);
         }
         let current = match self.current(ds, &resource_type, &id).await {
             Ok(current) => current,

@@ -14,7 +14,8 @@ pub struct ServiceConfig {
     pub max_page_size: usize,
     /// Bytes of NDJSON input per import chunk.
     pub job_chunk_bytes: u64,
-    /// Chunks the in-process job runner runs at once.
+    /// Chunks the in-process job runner runs at once (default: twice the CPUs, so that one
+    /// chunk prepares while another waits for its writes).
     pub job_parallelism: usize,
 }
 
@@ -32,7 +33,7 @@ impl ServiceConfig {
             public_base_url: public_base_url.into(),
             max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
             job_chunk_bytes: crate::jobs::DEFAULT_CHUNK_BYTES,
-            job_parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            job_parallelism: 2 * std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 

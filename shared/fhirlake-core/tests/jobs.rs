@@ -269,10 +269,11 @@ async fn a_chunk_killed_mid_write_is_run_again_and_writes_every_line_once() {
     text.push_str(&patient_line("k1", "Second"));
     text.push('\n');
     input.put("big.ndjson", text.into()).await.unwrap();
-    // The second bulk write of the chunk dies half-way.
-    f.table.fail_at.store(f.table.calls.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
+    // The chunk's first bulk write dies half-way: half its versions are stored, then the chunk fails.
+    f.table.fail_at.store(f.table.calls.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
     let (job_id, status) = f.run_import(f.import_request("s3://input-bucket/big.ndjson")).await;
     assert_eq!(status, JobStatus::Completed, "{}", f.describe_import(&job_id).await);
+    assert!(f.table.calls.load(Ordering::SeqCst) >= f.table.fail_at.load(Ordering::SeqCst), "the fault was injected");
     let report = f.describe_import(&job_id).await["JobProgressReport"].clone();
     assert_eq!(report["TotalNumberOfResourcesScanned"], 601);
     assert_eq!(report["TotalNumberOfResourcesImported"], 601);

@@ -33,7 +33,7 @@ use fhirlake_ports::limits::{validate_batch, validate_item, validate_key, valida
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
 
 /// At most this many write requests share one transaction.
-const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 4096;
 
 fn store_error(error: impl Into<redb::Error>) -> StorageError {
     let error: redb::Error = error.into();
