@@ -199,7 +199,7 @@ pub(super) async fn run_chunk(
     let filters = type_filters(&spec).map_err(|e| JobFailure::Customer(e.to_string()))?;
     let folder = S3Location::parse("S3Uri", &job.output_folder()).map_err(|e| JobFailure::Customer(e.to_string()))?;
     let output = steps.open_output(job).await?;
-    let mut files = Files { output, folder, chunk: chunk.number, writers: BTreeMap::new(), result: ChunkResult::default() };
+    let mut files = Files { output, folder, chunk: chunk.number, by_type: BTreeMap::new(), result: ChunkResult::default() };
     let filter = Keep { spec: &spec, filters: &filters, now: steps.backends.clock.now().timestamp_micros() };
     let at = job.submit_time;
     match &spec.scope {
@@ -280,55 +280,61 @@ struct Files {
     output: std::sync::Arc<dyn ObjectStore>,
     folder: S3Location,
     chunk: u64,
-    writers: BTreeMap<String, (String, Vec<u8>, Option<ObjectWriterState>, u64)>,
+    by_type: BTreeMap<String, TypeFile>,
     result: ChunkResult,
 }
 
-/// An upload in progress, once a file outgrows one part.
-struct ObjectWriterState {
-    upload: fhirlake_ports::Upload,
-    parts: Vec<fhirlake_ports::UploadedPart>,
+/// One type's file: buffered lines, and the multipart upload once it outgrows one part.
+struct TypeFile {
+    key: String,
+    buffer: Vec<u8>,
+    upload: Option<(fhirlake_ports::Upload, Vec<fhirlake_ports::UploadedPart>)>,
+    count: u64,
 }
 
 impl Files {
     /// Appends a resource to its type's file (buffered; parts of 8 MiB are uploaded as they fill).
     async fn write(&mut self, version: &StoredVersion) -> Result<(), JobFailure> {
         let Some(body) = &version.body else { return Ok(()) };
-        let key = format!("{}{t}/{t}-{:04}.ndjson", self.folder.folder(), self.chunk, t = version.resource_type);
-        let entry = self.writers.entry(version.resource_type.clone()).or_insert_with(|| (key, Vec::new(), None, 0));
-        entry.1.extend_from_slice(body);
-        entry.1.push(b'\n');
-        entry.3 += 1;
+        let (folder, chunk) = (self.folder.folder(), self.chunk);
+        let file = self.by_type.entry(version.resource_type.clone()).or_insert_with(|| TypeFile {
+            key: format!("{folder}{t}/{t}-{chunk:04}.ndjson", t = version.resource_type),
+            buffer: Vec::new(),
+            upload: None,
+            count: 0,
+        });
+        file.buffer.extend_from_slice(body);
+        file.buffer.push(b'\n');
+        file.count += 1;
         self.result.scanned += 1;
         self.result.bytes += body.len() as u64 + 1;
-        if entry.1.len() >= ObjectWriter::DEFAULT_PART_SIZE {
-            let part = std::mem::take(&mut entry.1);
-            let state = match entry.2.take() {
-                Some(state) => state,
-                None => ObjectWriterState { upload: self.output.create_upload(&entry.0).await.map_err(storage)?, parts: Vec::new() },
-            };
-            let mut state = state;
-            let number = state.parts.len() as u32 + 1;
-            state.parts.push(self.output.upload_part(&state.upload, number, Bytes::from(part)).await.map_err(storage)?);
-            entry.2 = Some(state);
+        if file.buffer.len() >= ObjectWriter::DEFAULT_PART_SIZE {
+            let part = Bytes::from(std::mem::take(&mut file.buffer));
+            if file.upload.is_none() {
+                file.upload = Some((self.output.create_upload(&file.key).await.map_err(storage)?, Vec::new()));
+            }
+            if let Some((upload, parts)) = &mut file.upload {
+                let number = parts.len() as u32 + 1;
+                parts.push(self.output.upload_part(upload, number, part).await.map_err(storage)?);
+            }
         }
         Ok(())
     }
 
     /// Completes every file and lists them.
     async fn finish(mut self) -> Result<ChunkResult, JobFailure> {
-        for (resource_type, (key, rest, state, count)) in std::mem::take(&mut self.writers) {
-            match state {
-                None => self.output.put(&key, Bytes::from(rest)).await.map_err(storage)?,
-                Some(mut state) => {
-                    if !rest.is_empty() {
-                        let number = state.parts.len() as u32 + 1;
-                        state.parts.push(self.output.upload_part(&state.upload, number, Bytes::from(rest)).await.map_err(storage)?);
+        for (resource_type, file) in std::mem::take(&mut self.by_type) {
+            match file.upload {
+                None => self.output.put(&file.key, Bytes::from(file.buffer)).await.map_err(storage)?,
+                Some((upload, mut parts)) => {
+                    if !file.buffer.is_empty() {
+                        let number = parts.len() as u32 + 1;
+                        parts.push(self.output.upload_part(&upload, number, Bytes::from(file.buffer)).await.map_err(storage)?);
                     }
-                    self.output.complete_upload(&state.upload, &state.parts).await.map_err(storage)?;
+                    self.output.complete_upload(&upload, &parts).await.map_err(storage)?;
                 }
             }
-            self.result.files.push(ExportedFile { resource_type, url: self.folder.uri_of(&key), count });
+            self.result.files.push(ExportedFile { resource_type, url: self.folder.uri_of(&file.key), count: file.count });
         }
         Ok(self.result)
     }

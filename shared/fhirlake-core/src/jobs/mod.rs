@@ -630,16 +630,15 @@ impl JobService {
 
     async fn import_properties(&self, job: &JobRecord, live: bool) -> CoreResult<ImportJobProperties> {
         let report = match (&job.totals, &job.plan) {
-            (Some(totals), plan) => Some(progress(job, plan.as_ref(), totals, &[], self.steps.backends.clock.now())),
+            (Some(totals), plan) => Some(progress(job, plan.as_ref(), totals, self.steps.backends.clock.now())),
             (None, Some(plan)) if live => {
-                let results = self.steps.store.chunk_results(&job.datastore_id, &job.id).await?;
                 let mut sum = ChunkResult::default();
-                for (_, r) in &results {
+                for (_, r) in &self.steps.store.chunk_results(&job.datastore_id, &job.id).await? {
                     sum.add(r);
                 }
-                Some(progress(job, Some(plan), &sum, &results, self.steps.backends.clock.now()))
+                Some(progress(job, Some(plan), &sum, self.steps.backends.clock.now()))
             }
-            (None, Some(plan)) => Some(progress(job, Some(plan), &ChunkResult::default(), &[], self.steps.backends.clock.now())),
+            (None, Some(plan)) => Some(progress(job, Some(plan), &ChunkResult::default(), self.steps.backends.clock.now())),
             (None, None) => None,
         };
         Ok(ImportJobProperties {
@@ -659,14 +658,8 @@ impl JobService {
     }
 }
 
-/// An import's progress report from its counts (finished chunks' results while it runs).
-fn progress(
-    job: &JobRecord,
-    plan: Option<&PlanSummary>,
-    sum: &ChunkResult,
-    _results: &[(u64, ChunkResult)],
-    now: DateTime<Utc>,
-) -> JobProgressReport {
+/// An import's progress report from its counts (the finished chunks' while it runs).
+fn progress(job: &JobRecord, plan: Option<&PlanSummary>, sum: &ChunkResult, now: DateTime<Utc>) -> JobProgressReport {
     let plan = plan.cloned().unwrap_or_default();
     let seconds = job.run_time.map(|start| (job.end_time.unwrap_or(now) - start).num_milliseconds().max(1) as f64 / 1000.0);
     let finished = job.status.is_terminal();
