@@ -132,6 +132,7 @@ def test_an_import_through_the_aws_cli_lands_good_lines_and_reports_bad_ones(aws
     assert report["TotalNumberOfResourcesScanned"] == 63
     assert report["TotalNumberOfResourcesImported"] == 60
     assert report["TotalNumberOfResourcesWithCustomerError"] == 3
+    assert report["TotalNumberOfImportedFiles"] == 2 and report["TotalNumberOfFilesReadWithCustomerError"] == 2
     assert props["ValidationLevel"] == "strict"
     assert props["DataAccessRoleArn"] == ROLE
 

@@ -196,6 +196,8 @@ async fn an_import_stores_good_lines_and_reports_bad_ones_in_healthlakes_layout(
     assert_eq!(report["TotalNumberOfResourcesScanned"], 25);
     assert_eq!(report["TotalNumberOfResourcesImported"], 22);
     assert_eq!(report["TotalNumberOfResourcesWithCustomerError"], 3);
+    assert_eq!(report["TotalNumberOfImportedFiles"], 2);
+    assert_eq!(report["TotalNumberOfFilesReadWithCustomerError"], 1);
     assert!(described["EndTime"].is_number());
 
     let folder = f.folder("FHIR_IMPORT", &job_id);

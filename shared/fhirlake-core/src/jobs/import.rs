@@ -147,7 +147,7 @@ pub(super) async fn run_chunk(
     let store = steps.open_bucket(&input.bucket, None, "input").await?;
     let data = read_owned(store.as_ref(), chunk).await?;
 
-    let mut result = ChunkResult { bytes: data.len() as u64, ..ChunkResult::default() };
+    let mut result = ChunkResult { bytes: data.len() as u64, file: Some((chunk.file, chunk.file_chunks)), ..ChunkResult::default() };
     let mut outcomes: Vec<(u64, LineOutcome)> = Vec::new();
     let mut pending: Vec<(u64, BulkResource, usize)> = Vec::new();
     for (index, line) in lines(&data).enumerate() {
@@ -450,6 +450,8 @@ pub(super) async fn finalize(
         file_start = file_end;
     }
     let files = chunks.last().map_or(0, |c| c.file + 1);
+    totals.files_read = files;
+    totals.files_with_errors = files_with_errors;
     let folder_uri = job.output_folder();
     let plan = job.plan.clone().unwrap_or_default();
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);

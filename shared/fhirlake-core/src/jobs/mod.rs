@@ -632,10 +632,12 @@ impl JobService {
         let report = match (&job.totals, &job.plan) {
             (Some(totals), plan) => Some(progress(job, plan.as_ref(), totals, self.steps.backends.clock.now())),
             (None, Some(plan)) if live => {
+                let results = self.steps.store.chunk_results(&job.datastore_id, &job.id).await?;
                 let mut sum = ChunkResult::default();
-                for (_, r) in &self.steps.store.chunk_results(&job.datastore_id, &job.id).await? {
+                for (_, r) in &results {
                     sum.add(r);
                 }
+                (sum.files_read, sum.files_with_errors) = ChunkResult::file_counts(results.iter().map(|(_, r)| r));
                 Some(progress(job, Some(plan), &sum, self.steps.backends.clock.now()))
             }
             (None, Some(plan)) => Some(progress(job, Some(plan), &ChunkResult::default(), self.steps.backends.clock.now())),
@@ -662,15 +664,14 @@ impl JobService {
 fn progress(job: &JobRecord, plan: Option<&PlanSummary>, sum: &ChunkResult, now: DateTime<Utc>) -> JobProgressReport {
     let plan = plan.cloned().unwrap_or_default();
     let seconds = job.run_time.map(|start| (job.end_time.unwrap_or(now) - start).num_milliseconds().max(1) as f64 / 1000.0);
-    let finished = job.status.is_terminal();
     JobProgressReport {
         total_number_of_scanned_files: plan.files,
         total_size_of_scanned_files_in_mb: plan.bytes as f64 / (1024.0 * 1024.0),
-        total_number_of_imported_files: if finished && job.status != JobStatus::Failed { plan.files } else { 0 },
+        total_number_of_imported_files: sum.files_read,
         total_number_of_resources_scanned: sum.scanned,
         total_number_of_resources_imported: sum.imported,
         total_number_of_resources_with_customer_error: sum.customer_errors,
-        total_number_of_files_read_with_customer_error: 0,
+        total_number_of_files_read_with_customer_error: sum.files_with_errors,
         throughput: seconds.map_or(0.0, |s| (sum.imported as f64 / s * 100.0).round() / 100.0),
     }
 }

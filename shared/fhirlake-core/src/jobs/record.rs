@@ -197,9 +197,34 @@ pub struct ChunkResult {
     /// Files written (export).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<ExportedFile>,
+    /// The input file a chunk read and how many chunks that file has (import chunks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<(u64, u64)>,
+    /// Input files read whole (import totals).
+    #[serde(default)]
+    pub files_read: u64,
+    /// Input files with a refused line (import totals).
+    #[serde(default)]
+    pub files_with_errors: u64,
 }
 
 impl ChunkResult {
+    /// (input files read whole, input files with a refused line) of an import's finished
+    /// chunks.
+    pub fn file_counts<'a>(results: impl Iterator<Item = &'a ChunkResult>) -> (u64, u64) {
+        let mut by_file: std::collections::BTreeMap<u64, (u64, u64, bool)> = std::collections::BTreeMap::new();
+        for result in results {
+            if let Some((file, chunks)) = result.file {
+                let entry = by_file.entry(file).or_insert((0, chunks, false));
+                entry.0 += 1;
+                entry.2 |= result.customer_errors > 0;
+            }
+        }
+        let read = by_file.values().filter(|(done, chunks, _)| done >= chunks).count() as u64;
+        let with_errors = by_file.values().filter(|(_, _, errors)| *errors).count() as u64;
+        (read, with_errors)
+    }
+
     /// Adds `other`'s counts (and files) to these.
     pub fn add(&mut self, other: &ChunkResult) {
         self.lines += other.lines;
