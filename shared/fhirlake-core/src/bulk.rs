@@ -101,16 +101,16 @@ impl ResourceService {
                 Err(_) => return plans.iter().map(|_| Err(CoreError::Internal("preparing a bulk write failed".into()))).collect(),
             }
         }
-        let plans: Vec<Plan> =
+        let mut plans: Vec<Plan> =
             plans.into_iter().map(|p| p.unwrap_or(Plan::Refused(CoreError::Internal("a bulk write lost a plan".into())))).collect();
-        let together: Vec<&PreparedVersion> = plans
-            .iter()
+        let mut together: Vec<&mut PreparedVersion> = plans
+            .iter_mut()
             .filter_map(|p| match p {
-                Plan::Together(prepared, _) => Some(prepared.as_ref()),
+                Plan::Together(prepared, _) => Some(prepared.as_mut()),
                 _ => None,
             })
             .collect();
-        let committed = self.commit_together(ds, &together).await;
+        let committed = self.commit_together(ds, &mut together).await;
         let mut committed = committed.into_iter();
         let mut outcomes = Vec::with_capacity(plans.len());
         for plan in plans {
@@ -168,11 +168,17 @@ impl ResourceService {
     /// Stores the entries of every prepared version, then puts every version item under "does
     /// not exist"; the outcome of each put, in order. Entries of versions that did not commit
     /// are removed again, and entries of the versions the committed ones supersede are retired.
-    async fn commit_together(&self, ds: &ActiveDatastore, prepared: &[&PreparedVersion]) -> Vec<Result<(), resources::CommitError>> {
+    async fn commit_together(
+        &self,
+        ds: &ActiveDatastore,
+        prepared: &mut [&mut PreparedVersion],
+    ) -> Vec<Result<(), resources::CommitError>> {
         if prepared.is_empty() {
             return Vec::new();
         }
-        if let Err(error) = self.store_entries(ds, prepared).await {
+        let stored = self.store_entries(ds, prepared).await;
+        let prepared: Vec<&PreparedVersion> = prepared.iter().map(|p| &**p).collect();
+        if let Err(error) = stored {
             let each = |_: &&PreparedVersion| match &error {
                 resources::CommitError::Storage(s) => Err(resources::CommitError::Storage(s.clone())),
                 resources::CommitError::Core(other) => Err(resources::CommitError::Core(CoreError::Internal(other.to_string()))),

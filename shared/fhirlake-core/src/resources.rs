@@ -612,7 +612,7 @@ impl ResourceService {
             write_token: Some(token),
             source: None,
         };
-        Ok(PreparedVersion { item, entries, body_object, stored, previous: previous.cloned() })
+        Ok(PreparedVersion { item, entries, entry_keys: Vec::new(), body_object, stored, previous: previous.cloned() })
     }
 
     /// Makes prepared versions visible, all or none: their entries first, then every version
@@ -623,10 +623,9 @@ impl ResourceService {
     ///
     /// Errors: a condition failure (`ConditionFailed`, or `TransactionCanceled` naming the
     /// versions that already exist).
-    pub(crate) async fn apply(&self, ds: &ActiveDatastore, prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
-        let refs: Vec<&PreparedVersion> = prepared.iter().collect();
-        self.store_entries(ds, &refs).await?;
-        let (entry_keys, body_objects) = leftovers(&refs);
+    pub(crate) async fn apply(&self, ds: &ActiveDatastore, mut prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
+        self.store_entries(ds, &mut prepared.iter_mut().collect::<Vec<_>>()).await?;
+        let (entry_keys, body_objects) = leftovers(&prepared.iter().collect::<Vec<_>>());
         let mut stored = Vec::with_capacity(prepared.len());
         let mut superseded = Vec::new();
         let mut items = Vec::with_capacity(prepared.len());
@@ -665,11 +664,20 @@ impl ResourceService {
 
     /// The first step of every commit: records the versions' types, then writes their history
     /// and index entries (removed again if that fails). Nothing is visible yet.
-    pub(crate) async fn store_entries(&self, ds: &ActiveDatastore, prepared: &[&PreparedVersion]) -> Result<(), CommitError> {
+    ///
+    /// The entries move into the batch (a bulk write's entries are most of its memory); each
+    /// version keeps their keys.
+    pub(crate) async fn store_entries(&self, ds: &ActiveDatastore, prepared: &mut [&mut PreparedVersion]) -> Result<(), CommitError> {
         self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await?;
-        let entries = prepared.iter().flat_map(|p| p.entries.iter().cloned().map(BatchWrite::Put)).collect();
-        if let Err(error) = self.backends.table.batch_write(entries).await {
-            let (keys, objects) = leftovers(prepared);
+        let mut batch = Vec::with_capacity(prepared.iter().map(|p| p.entries.len()).sum());
+        for p in prepared.iter_mut() {
+            let entries = std::mem::take(&mut p.entries);
+            p.entry_keys = entries.iter().map(|e| e.key.clone()).collect();
+            batch.extend(entries.into_iter().map(BatchWrite::Put));
+        }
+        if let Err(error) = self.backends.table.batch_write(batch).await {
+            let written: Vec<&PreparedVersion> = prepared.iter().map(|p| &**p).collect();
+            let (keys, objects) = leftovers(&written);
             self.discard(keys, &objects).await;
             return Err(CommitError::Storage(error));
         }
@@ -793,7 +801,7 @@ impl ResourceService {
 /// What prepared versions leave behind when they do not commit: their entries' keys and their
 /// body objects.
 pub(crate) fn leftovers(prepared: &[&PreparedVersion]) -> (Vec<Key>, Vec<String>) {
-    let keys = prepared.iter().flat_map(|p| p.entries.iter().map(|e| e.key.clone())).collect();
+    let keys = prepared.iter().flat_map(|p| p.entry_keys.iter().cloned().chain(p.entries.iter().map(|e| e.key.clone()))).collect();
     let objects = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
     (keys, objects)
 }
@@ -815,7 +823,10 @@ pub(crate) struct Current {
 /// A version ready to be made visible by [`ResourceService::apply`].
 pub(crate) struct PreparedVersion {
     pub(crate) item: Item,
+    /// The history and index entries, until [`ResourceService::store_entries`] writes them.
     pub(crate) entries: Vec<Item>,
+    /// The keys of the entries once written (to remove them if the version does not commit).
+    pub(crate) entry_keys: Vec<Key>,
     pub(crate) body_object: Option<String>,
     pub(crate) stored: StoredVersion,
     pub(crate) previous: Option<StoredVersion>,
