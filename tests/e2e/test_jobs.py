@@ -143,6 +143,7 @@ def test_an_import_through_the_aws_cli_lands_good_lines_and_reports_bad_ones(aws
     failures = lines_of(buckets.get("jobs-output", folder + "FAILURE/patients.ndjson"))
     assert [(f["lineId"], f["UpdateResourceResponse"]["statusCode"]) for f in failures] == [(31, 400), (32, 400)]
     assert all(f["UpdateResourceResponse"]["jsonBlob"]["resourceType"] == "OperationOutcome" for f in failures)
+    assert all(f["inputFile"] == f"s3://jobs-input/{prefix}patients.ndjson" for f in failures)
     assert [f["lineId"] for f in lines_of(buckets.get("jobs-output", folder + "FAILURE/observations.ndjson"))] == [31]
     assert len(lines_of(buckets.get("jobs-output", folder + "SUCCESS/observations.ndjson"))) == 30
     assert not any(".staging" in k for k in buckets.keys("jobs-output", folder))

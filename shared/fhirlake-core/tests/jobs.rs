@@ -214,6 +214,7 @@ async fn an_import_stores_good_lines_and_reports_bad_ones_in_healthlakes_layout(
         failures.iter().map(|l| (l["lineId"].as_u64().unwrap(), l["UpdateResourceResponse"]["statusCode"].as_u64().unwrap())).collect();
     assert_eq!(failed, vec![(21, 400), (23, 400), (24, 400)]);
     assert_eq!(failures[0]["UpdateResourceResponse"]["jsonBlob"]["resourceType"], "OperationOutcome");
+    assert_eq!(failures[0]["inputFile"], "s3://input-bucket/drop/2024/part-1.ndjson");
     let successes = lines(&f.object("output-bucket", &format!("{folder}SUCCESS/2024/part-1.ndjson")).await);
     let ids: Vec<u64> = successes.iter().map(|l| l["lineId"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=20).chain([25]).collect::<Vec<u64>>());

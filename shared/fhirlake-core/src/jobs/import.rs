@@ -7,7 +7,7 @@
 //! ```text
 //! manifest.json             HealthLake's counters
 //! SUCCESS/<name>            {"lineId":n,"UpdateResourceResponse":{"jsonBlob":{resourceType,id,meta},"statusCode":201|200}}
-//! FAILURE/<name>            {"lineId":n,"UpdateResourceResponse":{"jsonBlob":<OperationOutcome>,"statusCode":400}}
+//! FAILURE/<name>            {"lineId":n,"inputFile":"s3://…","UpdateResourceResponse":{"jsonBlob":<OperationOutcome>,"statusCode":400}}
 //! ```
 //!
 //! `<name>` is the input object's key relative to the input prefix (without `.gz`); `lineId`
@@ -427,12 +427,14 @@ pub(super) async fn finalize(
                 continue;
             }
             let mut writer = ObjectWriter::new(output.as_ref(), format!("{folder}{dir}/{}", of_file[0].name));
+            // Failure lines name their input file (success files are one per input file anyway).
+            let input_file = (dir == "FAILURE").then(|| input_uri(job, &of_file[0].key));
             let mut offset = 0;
             for chunk in of_file {
                 let result = results.get(&chunk.number).cloned().unwrap_or_default();
                 if count(&result) > 0 {
                     let staged = output.get(&staged_key(&folder, chunk.number, suffix)).await.map_err(|e| JobFailure::Storage(e.into()))?;
-                    writer.write(&renumber(&staged, offset)).await.map_err(|e| JobFailure::Storage(e.into()))?;
+                    writer.write(&renumber(&staged, offset, input_file.as_deref())).await.map_err(|e| JobFailure::Storage(e.into()))?;
                 }
                 offset += result.lines;
             }
@@ -487,8 +489,16 @@ pub(super) async fn remove_staging(steps: &JobSteps, job: &JobRecord, chunks: &[
     }
 }
 
-/// Staged lines with their chunk line numbers turned into file line numbers.
-fn renumber(staged: &[u8], offset: u64) -> Vec<u8> {
+/// `s3://bucket/key` of an input object.
+fn input_uri(job: &JobRecord, key: &str) -> String {
+    let bucket = job.input_s3_uri.as_deref().and_then(|uri| S3Location::parse("InputDataConfig.S3Uri", uri).ok()).map(|l| l.bucket);
+    format!("s3://{}/{key}", bucket.unwrap_or_default())
+}
+
+/// Staged lines with their chunk line numbers turned into file line numbers, and the input
+/// file named when given.
+fn renumber(staged: &[u8], offset: u64, input_file: Option<&str>) -> Vec<u8> {
+    let file = input_file.map(|f| serde_json::to_vec(f).unwrap_or_default());
     let mut out = Vec::with_capacity(staged.len() + staged.len() / 8);
     for line in lines(staged) {
         let Some(space) = line.iter().position(|b| *b == b' ') else { continue };
@@ -496,6 +506,10 @@ fn renumber(staged: &[u8], offset: u64) -> Vec<u8> {
         let response = &line[space + 1..];
         out.extend_from_slice(b"{\"lineId\":");
         out.extend_from_slice((number + offset).to_string().as_bytes());
+        if let Some(file) = &file {
+            out.extend_from_slice(b",\"inputFile\":");
+            out.extend_from_slice(file);
+        }
         if response.len() > 2 {
             out.push(b',');
             out.extend_from_slice(&response[1..]);
@@ -524,7 +538,9 @@ mod tests {
         let mut staged = Vec::new();
         staged_line(&mut staged, 3, &json!({"a": 1}));
         staged_line(&mut staged, 7, &json!({}));
-        assert_eq!(renumber(&staged, 100), b"{\"lineId\":103,\"a\":1}\n{\"lineId\":107}\n".to_vec());
+        assert_eq!(renumber(&staged, 100, None), b"{\"lineId\":103,\"a\":1}\n{\"lineId\":107}\n".to_vec());
+        let named = renumber(&staged, 0, Some("s3://in/a \"b\".ndjson"));
+        assert_eq!(named, b"{\"lineId\":3,\"inputFile\":\"s3://in/a \\\"b\\\".ndjson\",\"a\":1}\n{\"lineId\":7,\"inputFile\":\"s3://in/a \\\"b\\\".ndjson\"}\n".to_vec());
     }
 
     #[test]
