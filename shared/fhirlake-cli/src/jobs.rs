@@ -91,6 +91,19 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
+/// Reports a job that has ended: its message and output folder; a failed job is an error.
+fn ended(bar: &ProgressBar, status: &JobStatus, message: Option<&str>, folder: &str) -> anyhow::Result<()> {
+    bar.finish();
+    if let Some(message) = message {
+        println!("{message}");
+    }
+    println!("output: {folder}");
+    if *status == JobStatus::Failed {
+        anyhow::bail!("the job failed");
+    }
+    Ok(())
+}
+
 /// Runs `fhirlake import`.
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let client = client(&args.target).await?;
@@ -129,15 +142,12 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         let files = report.and_then(|r| r.total_number_of_scanned_files()).unwrap_or(0);
         bar.set_message(format!("{}: {imported} resources imported, {refused} refused, {files} files ({rate:.0}/s)", status.as_str()));
         if matches!(status, JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed) {
-            bar.finish();
-            if let Some(message) = job.message() {
-                println!("{message}");
-            }
-            println!("output: {}/{}-FHIR_IMPORT-{job_id}/", args.output.trim_end_matches('/'), t.datastore_id);
-            if status == JobStatus::Failed {
-                anyhow::bail!("the import failed");
-            }
-            return Ok(());
+            return ended(
+                &bar,
+                &status,
+                job.message(),
+                &format!("{}/{}-FHIR_IMPORT-{job_id}/", args.output.trim_end_matches('/'), t.datastore_id),
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -174,15 +184,12 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         let status = job.job_status().clone();
         bar.set_message(status.as_str().to_string());
         if matches!(status, JobStatus::Completed | JobStatus::CompletedWithErrors | JobStatus::Failed | JobStatus::CancelCompleted) {
-            bar.finish();
-            if let Some(message) = job.message() {
-                println!("{message}");
-            }
-            println!("output: {}/{}-FHIR_EXPORT-{job_id}/", args.output.trim_end_matches('/'), t.datastore_id);
-            if status == JobStatus::Failed {
-                anyhow::bail!("the export failed");
-            }
-            return Ok(());
+            return ended(
+                &bar,
+                &status,
+                job.message(),
+                &format!("{}/{}-FHIR_EXPORT-{job_id}/", args.output.trim_end_matches('/'), t.datastore_id),
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -185,7 +185,7 @@ impl ResourceService {
         check_valid(resource_type, &body)?;
         let id = self.backends.ids.resource_id();
         let now = self.backends.clock.now();
-        let version = self.commit(ds, resource_type, &id, None, Method::Create, Some(body), now).await.map_err(|e| match e {
+        let version = self.commit(ds, resource_type, &id, None, Method::Create, Some(body), now, None).await.map_err(|e| match e {
             e if e.is_condition_failure() => CoreError::Conflict("generated id already in use".into()),
             e => e.into(),
         })?;
@@ -313,7 +313,7 @@ impl ResourceService {
                 return Ok(None);
             }
             let now = self.backends.clock.now().max(latest.last_updated + chrono::Duration::microseconds(1));
-            match self.commit(ds, resource_type, id, Some(&latest), Method::Delete, None, now).await {
+            match self.commit(ds, resource_type, id, Some(&latest), Method::Delete, None, now, None).await {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) if e.is_condition_failure() && if_match.is_some() => {
                     return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
@@ -502,7 +502,7 @@ impl ResourceService {
             if let Some(prev) = &latest {
                 now = now.max(prev.last_updated + chrono::Duration::microseconds(1));
             }
-            match self.commit_from(ds, resource_type, id, latest.as_ref(), method, body, now, source).await {
+            match self.commit(ds, resource_type, id, latest.as_ref(), method, body, now, source).await {
                 Ok(version) => return Ok(WriteOutcome { version, created: !live }),
                 Err(e) if e.is_condition_failure() && if_match.is_some() => {
                     return Err(CoreError::PreconditionFailed("the resource was changed concurrently".into()))
@@ -515,24 +515,10 @@ impl ResourceService {
     }
 
     /// Writes version `previous + 1` with its history and index entries, if no such version
-    /// exists yet (see the module doc for the order of the writes).
+    /// exists yet (see the module doc for the order of the writes), marked with the import line
+    /// that wrote it when there is one.
     #[allow(clippy::too_many_arguments)]
     async fn commit(
-        &self,
-        ds: &ActiveDatastore,
-        resource_type: &str,
-        id: &str,
-        previous: Option<&StoredVersion>,
-        method: Method,
-        body: Option<Value>,
-        at: DateTime<Utc>,
-    ) -> Result<StoredVersion, CommitError> {
-        self.commit_from(ds, resource_type, id, previous, method, body, at, None).await
-    }
-
-    /// [`Self::commit`], marking the version with the import line that wrote it.
-    #[allow(clippy::too_many_arguments)]
-    async fn commit_from(
         &self,
         ds: &ActiveDatastore,
         resource_type: &str,

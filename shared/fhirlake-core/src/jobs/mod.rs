@@ -389,23 +389,17 @@ impl JobService {
             ));
         }
         let record = |id: String, now| JobRecord {
-            id,
-            kind: JobKind::Import,
-            datastore_id: request.datastore_id.clone(),
-            name: request.job_name.clone(),
-            status: JobStatus::Submitted,
-            submit_time: now,
-            run_time: None,
-            end_time: None,
             input_s3_uri: Some(input.to_string()),
-            output: output.clone(),
-            data_access_role_arn: request.data_access_role_arn.clone(),
             validation_level: request.validation_level.unwrap_or_default(),
-            export: None,
-            plan: None,
-            totals: None,
-            exported: Vec::new(),
-            message: None,
+            ..JobRecord::submitted(
+                id,
+                JobKind::Import,
+                &request.datastore_id,
+                request.job_name.clone(),
+                now,
+                output.clone(),
+                &request.data_access_role_arn,
+            )
         };
         let mut unsigned = request.clone();
         unsigned.client_token = None;
@@ -434,23 +428,16 @@ impl JobService {
             self.steps.resources.read(&ds, "Group", id).await?;
         }
         let record = |id: String, now| JobRecord {
-            id,
-            kind: JobKind::Export,
-            datastore_id: request.datastore_id.clone(),
-            name: request.job_name.clone(),
-            status: JobStatus::Submitted,
-            submit_time: now,
-            run_time: None,
-            end_time: None,
-            input_s3_uri: None,
-            output: output.clone(),
-            data_access_role_arn: request.data_access_role_arn.clone(),
-            validation_level: ValidationLevel::default(),
             export: Some(spec.clone()),
-            plan: None,
-            totals: None,
-            exported: Vec::new(),
-            message: None,
+            ..JobRecord::submitted(
+                id,
+                JobKind::Export,
+                &request.datastore_id,
+                request.job_name.clone(),
+                now,
+                output.clone(),
+                &request.data_access_role_arn,
+            )
         };
         let mut unsigned = request.clone();
         unsigned.client_token = None;

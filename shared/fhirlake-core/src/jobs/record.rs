@@ -166,6 +166,37 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A job just started: `SUBMITTED`, nothing run yet.
+    pub fn submitted(
+        id: String,
+        kind: JobKind,
+        datastore_id: &str,
+        name: Option<String>,
+        submit_time: DateTime<Utc>,
+        output: S3Configuration,
+        data_access_role_arn: &str,
+    ) -> Self {
+        JobRecord {
+            id,
+            kind,
+            datastore_id: datastore_id.to_string(),
+            name,
+            status: JobStatus::Submitted,
+            submit_time,
+            run_time: None,
+            end_time: None,
+            input_s3_uri: None,
+            output,
+            data_access_role_arn: data_access_role_arn.to_string(),
+            validation_level: ValidationLevel::default(),
+            export: None,
+            plan: None,
+            totals: None,
+            exported: Vec::new(),
+            message: None,
+        }
+    }
+
     /// `s3://bucket/prefix/<datastoreId>-FHIR_IMPORT-<jobId>/`: the job's output folder.
     pub fn output_folder(&self) -> String {
         let base = self.output.s3_uri.trim_end_matches('/');
