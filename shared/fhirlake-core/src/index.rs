@@ -10,6 +10,8 @@ use fhirlake_fhir::resource as fhir_resource;
 use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
 use fhirlake_fhir::search::{values, SearchValue};
 use fhirlake_ports::{AttrValue, Item, Key};
+use std::sync::OnceLock;
+
 use serde_json::Value;
 
 use crate::crypto::IndexKey;
@@ -56,19 +58,49 @@ enum Indexed {
     Member(&'static str, String),
 }
 
+/// A search parameter a version of its type is indexed by, and the compartments its reference
+/// values put the resource in.
+struct IndexedParam {
+    extractor: values::Extractor,
+    compartments: Vec<&'static str>,
+}
+
+/// The parameters each version of `resource_type` is indexed by: every parameter with an
+/// expression for the type, but composites and special ones. Worked out once per type.
+fn indexed_params(resource_type: &str) -> &'static [IndexedParam] {
+    static PLANS: OnceLock<Vec<OnceLock<Vec<IndexedParam>>>> = OnceLock::new();
+    let types = registry::resource_types();
+    let Ok(t) = types.binary_search(&resource_type) else { return &[] };
+    let plans = PLANS.get_or_init(|| types.iter().map(|_| OnceLock::new()).collect());
+    plans[t].get_or_init(|| {
+        values::extractors(types[t])
+            .into_iter()
+            .filter(|e| {
+                let param = e.param();
+                !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special) && param.expression_for(types[t]).is_some()
+            })
+            .map(|extractor| {
+                let code = extractor.param().code;
+                let compartments = if extractor.param().kind == SearchParamType::Reference {
+                    registry::compartment_types().filter(|c| registry::compartment_params(c, types[t]).contains(&code)).collect()
+                } else {
+                    Vec::new()
+                };
+                IndexedParam { extractor, compartments }
+            })
+            .collect()
+    })
+}
+
 /// What the entries of a version of `resource` record: the listing, every term of every
 /// indexed parameter, and every compartment membership.
 fn indexed(resource_type: &str, resource: &Value) -> Vec<Indexed> {
     let mut out = vec![Indexed::Listing];
     let mut compartments = std::collections::BTreeSet::new();
-    for param in registry::search_params(resource_type) {
-        if matches!(param.kind, SearchParamType::Composite | SearchParamType::Special) || param.expression_for(resource_type).is_none() {
-            continue;
-        }
-        let found = values::extract(resource_type, param, resource);
-        if param.kind == SearchParamType::Reference {
-            compartments.extend(compartment_owners(resource_type, param.code, &found));
-        }
+    for indexed in indexed_params(resource_type) {
+        let param = indexed.extractor.param();
+        let found = indexed.extractor.extract(resource);
+        compartments.extend(members(&indexed.compartments, &found));
         out.extend(index_terms(param, &found).into_iter().map(|term| Indexed::Term(param.code, term)));
     }
     out.extend(compartments.into_iter().map(|(compartment, owner)| Indexed::Member(compartment, owner)));
@@ -103,25 +135,15 @@ pub(crate) fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, v
 /// to: the same rule that writes its compartment entries.
 pub fn compartment_owners_of(compartment: &str, resource_type: &str, resource: &Value) -> std::collections::BTreeSet<String> {
     let mut owners = std::collections::BTreeSet::new();
-    for code in registry::compartment_params(compartment, resource_type) {
-        let Some(param) = registry::search_params(resource_type).find(|p| p.code == *code) else { continue };
-        if param.kind != SearchParamType::Reference || param.expression_for(resource_type).is_none() {
-            continue;
-        }
-        let found = values::extract(resource_type, param, resource);
-        owners.extend(compartment_owners(resource_type, param.code, &found).filter(|(c, _)| *c == compartment).map(|(_, owner)| owner));
+    for indexed in indexed_params(resource_type).iter().filter(|p| p.compartments.contains(&compartment)) {
+        let found = indexed.extractor.extract(resource);
+        owners.extend(members(&indexed.compartments, &found).filter(|(c, _)| *c == compartment).map(|(_, owner)| owner));
     }
     owners
 }
 
-/// The compartments (`Patient`, `p1`) that a parameter's reference values put a resource in.
-fn compartment_owners<'a>(
-    resource_type: &str,
-    code: &str,
-    found: &'a [SearchValue],
-) -> impl Iterator<Item = (&'static str, String)> + use<'a> {
-    let compartments: Vec<&'static str> =
-        registry::compartment_types().filter(|c| registry::compartment_params(c, resource_type).contains(&code)).collect();
+/// The compartments among `compartments` (`Patient`, `p1`) that reference values point into.
+fn members<'a>(compartments: &'a [&'static str], found: &'a [SearchValue]) -> impl Iterator<Item = (&'static str, String)> + 'a {
     found.iter().filter_map(move |value| {
         let SearchValue::Reference { reference, .. } = value else { return None };
         let (target, owner) = reference.split_once('/')?;

@@ -87,6 +87,16 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) the process has used so far, from `/proc/self/stat`; 0 where
+/// that is unavailable.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|f| f.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
@@ -162,9 +172,9 @@ async fn main() {
     };
     let job = services.jobs.start_import(request).await.expect("start import");
     let task = started_jobs.0.lock().unwrap().pop().expect("a started import");
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     runner.run(task).await;
-    let import = started.elapsed().as_secs_f64();
+    let (import, import_cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let record = services.jobs.record(JobKind::Import, &ds.id, &job.job_id).await.expect("import record");
     assert_eq!(record.status, JobStatus::Completed, "{:?}", record.message);
     let imported = record.totals.as_ref().map_or(0, |t| t.imported);
@@ -177,6 +187,7 @@ async fn main() {
         imported as f64 / import,
         mb / import
     );
+    println!("import CPU: {import_cpu:.1} s ({:.0} µs/resource over all threads)", import_cpu * 1e6 / imported as f64);
     println!("on disk after import: {:.0} bytes/resource", dir_size(dir.path()) as f64 / resources as f64);
 
     let request = StartFhirExportJobRequest {

@@ -1,7 +1,7 @@
 //! DynamoDB's limits, enforced by every item-table adapter so code that works locally or in
 //! tests also fits in DynamoDB.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::{BatchWrite, Item, Key, Query, SkRange, StorageError, StorageErrorKind, StorageResult, Write, MAX_TRANSACT_ITEMS};
 
@@ -69,7 +69,7 @@ pub fn validate_transaction(writes: &[Write]) -> StorageResult<()> {
 
 /// Valid keys, each at most once, and items within the item size limit.
 pub fn validate_batch(writes: &[BatchWrite]) -> StorageResult<()> {
-    let mut keys = BTreeSet::new();
+    let mut keys = HashSet::with_capacity(writes.len());
     for write in writes {
         match write {
             BatchWrite::Put(item) => validate_item(item)?,

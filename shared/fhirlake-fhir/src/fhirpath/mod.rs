@@ -109,6 +109,16 @@ impl Expression {
         self.evaluate_general(resource)
     }
 
+    /// Calls `each` with every element the expression selects from `resource`, in order: the fast
+    /// path lends them from the resource, so nothing is copied.
+    pub fn for_each_selected(&self, resource: &Value, mut each: impl FnMut(&Value)) -> Result<(), FhirPathError> {
+        match &self.compiled {
+            Some(c) => c.select(resource).into_iter().for_each(each),
+            None => self.evaluate_general(resource)?.iter().for_each(&mut each),
+        }
+        Ok(())
+    }
+
     /// Evaluates with the general evaluator, bypassing the fast path (for tests and benchmarks).
     #[doc(hidden)]
     pub fn evaluate_general(&self, resource: &Value) -> Result<Vec<Value>, FhirPathError> {

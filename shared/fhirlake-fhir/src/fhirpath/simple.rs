@@ -24,9 +24,22 @@ struct SimplePath {
 #[derive(Debug, Clone)]
 enum Step {
     /// `.name`: the member, or a choice element `name[x]` whichever type it has.
-    Member(String),
+    Member(Member),
     /// `.name as T` on a choice element: the single key `nameT` (or `name` filtered by type).
     Choice { name: String, key: String, ty: String },
+}
+
+/// A member name and the name of its `_name` sibling (a primitive's id and extensions).
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    sibling: String,
+}
+
+impl Member {
+    fn new(name: &str) -> Self {
+        Member { name: name.to_string(), sibling: format!("_{name}") }
+    }
 }
 
 /// An element reached by the walk: its JSON, the `_name` sibling of a primitive, and the choice type when known.
@@ -58,7 +71,7 @@ fn path(e: &Expr) -> Option<SimplePath> {
         Expr::Identifier(t) if t.starts_with(|c: char| c.is_ascii_uppercase()) => Some(SimplePath { root: t.clone(), steps: Vec::new() }),
         Expr::Member(base, name) if !name.starts_with(|c: char| c.is_ascii_uppercase()) => {
             let mut p = path(base)?;
-            p.steps.push(Step::Member(name.clone()));
+            p.steps.push(Step::Member(Member::new(name)));
             Some(p)
         }
         Expr::As(base, ty) => typed(path(base)?, ty),
@@ -74,9 +87,9 @@ fn path(e: &Expr) -> Option<SimplePath> {
 }
 
 fn typed(mut p: SimplePath, ty: &str) -> Option<SimplePath> {
-    if let Some(Step::Member(name)) = p.steps.last() {
-        if let Some(key) = choice_key(name, ty).filter(|_| is_choice_element(&p)) {
-            let name = name.clone();
+    if let Some(Step::Member(member)) = p.steps.last() {
+        if let Some(key) = choice_key(&member.name, ty).filter(|_| is_choice_element(&p)) {
+            let name = member.name.clone();
             p.steps.pop();
             p.steps.push(Step::Choice { name, key, ty: ty.to_string() });
             return Some(p);
@@ -93,7 +106,7 @@ fn is_choice_element(p: &SimplePath) -> bool {
         match step {
             Step::Member(m) => {
                 path.push('.');
-                path.push_str(m);
+                path.push_str(&m.name);
             }
             Step::Choice { .. } => return false,
         }
@@ -105,16 +118,23 @@ fn is_choice_element(p: &SimplePath) -> bool {
 impl Compiled {
     /// Evaluates against `resource`, with FHIRPath union semantics (duplicates removed).
     pub(crate) fn evaluate(&self, resource: &Value) -> Vec<Value> {
-        let mut out: Vec<Value> = Vec::new();
-        let many = self.paths.len() > 1;
-        for p in &self.paths {
-            for v in p.walk(resource) {
-                if !many || !out.iter().any(|o| super::eval::values_equal(o, v) == Some(true)) {
-                    out.push(v.clone());
+        self.select(resource).into_iter().cloned().collect()
+    }
+
+    /// The elements of `resource` the paths select, borrowed, duplicates removed.
+    pub(crate) fn select<'a>(&self, resource: &'a Value) -> Vec<&'a Value> {
+        let [only] = self.paths.as_slice() else {
+            let mut out: Vec<&Value> = Vec::new();
+            for p in &self.paths {
+                for v in p.walk(resource) {
+                    if !out.iter().any(|o| super::eval::values_equal(o, v) == Some(true)) {
+                        out.push(v);
+                    }
                 }
             }
-        }
-        out
+            return out;
+        };
+        only.walk(resource)
     }
 }
 
@@ -131,9 +151,9 @@ impl SimplePath {
                 // A primitive's id and extensions live in its `_name` sibling.
                 let Some(Value::Object(o)) = n.value.filter(|v| v.is_object()).or(n.ext) else { continue };
                 match step {
-                    Step::Member(name) => {
-                        if o.contains_key(name) || o.contains_key(&format!("_{name}")) {
-                            push(&mut next, o, name, None);
+                    Step::Member(Member { name, sibling }) => {
+                        if o.contains_key(name) || o.contains_key(sibling) {
+                            push_member(&mut next, o, name, sibling, None);
                         } else {
                             for key in o.keys() {
                                 if let Some(t) = choice_suffix(key, name) {
@@ -160,7 +180,12 @@ impl SimplePath {
 }
 
 fn push<'a>(out: &mut Vec<Node<'a>>, o: &'a serde_json::Map<String, Value>, key: &str, ty: Option<&'static str>) {
-    let ext = o.get(&format!("_{key}"));
+    push_member(out, o, key, &format!("_{key}"), ty);
+}
+
+/// The nodes of member `key` of `o` (each item of an array), with their `sibling` (`_key`) parts.
+fn push_member<'a>(out: &mut Vec<Node<'a>>, o: &'a serde_json::Map<String, Value>, key: &str, sibling: &str, ty: Option<&'static str>) {
+    let ext = o.get(sibling);
     match (o.get(key), ext) {
         (Some(Value::Array(items)), ext) => {
             let exts = ext.and_then(Value::as_array);

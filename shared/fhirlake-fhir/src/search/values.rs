@@ -61,30 +61,71 @@ const CONTENT: &str = "_content";
 /// contribute nothing. An expression that fails to evaluate gives no values (never an error).
 /// Values are given once each, in the order the expression selects them.
 pub fn extract(resource_type: &str, param: &SearchParamDef, resource: &Value) -> Vec<SearchValue> {
-    let mut out = Vec::new();
     if param.expression_for(resource_type).is_none() {
-        match param.code {
-            TEXT => string::text(resource, &mut out),
-            CONTENT => string::content(resource, &mut out),
-            _ => {}
-        }
-        return dedup(out);
+        return special(param, resource);
     }
-    let compiled = cache::compiled(resource_type, param);
-    let Some(expression) = &compiled.expression else { return out };
-    let Ok(items) = expression.evaluate(resource) else { return out };
-    if param.kind == SearchParamType::Composite {
-        for item in &items {
-            if let Some(value) = composite_item(&compiled.components, item) {
-                out.push(value);
-            }
-        }
-    } else {
-        for item in &items {
-            values_of(param.kind, item, &mut out);
-        }
+    extract_compiled(param, &cache::compiled(resource_type, param), resource)
+}
+
+/// The values of a parameter without an expression (`_text`, `_content`).
+fn special(param: &SearchParamDef, resource: &Value) -> Vec<SearchValue> {
+    let mut out = Vec::new();
+    match param.code {
+        TEXT => string::text(resource, &mut out),
+        CONTENT => string::content(resource, &mut out),
+        _ => {}
     }
     dedup(out)
+}
+
+/// [`extract`] with the parameter's expressions parsed.
+fn extract_compiled(param: &SearchParamDef, compiled: &cache::Compiled, resource: &Value) -> Vec<SearchValue> {
+    let mut out = Vec::new();
+    let Some(expression) = &compiled.expression else { return out };
+    let selected = if param.kind == SearchParamType::Composite {
+        expression.for_each_selected(resource, |item| out.extend(composite_item(&compiled.components, item)))
+    } else {
+        expression.for_each_selected(resource, |item| values_of(param.kind, item, &mut out))
+    };
+    match selected {
+        Ok(()) => dedup(out),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// One search parameter of one resource type, its expressions parsed: [`extract`] without
+/// looking either up, for callers that go through every parameter of a type (indexing).
+#[derive(Debug, Clone, Copy)]
+pub struct Extractor {
+    param: &'static SearchParamDef,
+    resource_type: &'static str,
+    compiled: &'static cache::Compiled,
+}
+
+impl Extractor {
+    /// The parameter.
+    pub fn param(&self) -> &'static SearchParamDef {
+        self.param
+    }
+
+    /// What [`extract`] gives for this parameter and type.
+    pub fn extract(&self, resource: &Value) -> Vec<SearchValue> {
+        if self.param.expression_for(self.resource_type).is_none() {
+            return special(self.param, resource);
+        }
+        extract_compiled(self.param, self.compiled, resource)
+    }
+}
+
+/// An [`Extractor`] for each search parameter of `resource_type`, in
+/// [`crate::registry::search_params`] order; empty for an unknown type.
+pub fn extractors(resource_type: &str) -> Vec<Extractor> {
+    let types = crate::registry::resource_types();
+    let Ok(t) = types.binary_search(&resource_type) else { return Vec::new() };
+    crate::registry::search_params(types[t])
+        .zip(cache::compiled_of_type(t))
+        .map(|(param, compiled)| Extractor { param, resource_type: types[t], compiled })
+        .collect()
 }
 
 /// The values of a composite's components for one item; `None` when a component has no value.
@@ -96,9 +137,7 @@ fn composite_item(components: &[cache::Component], item: &Value) -> Option<Searc
     for component in components {
         let (kind, expression) = (component.kind?, component.expression.as_ref()?);
         let mut values = Vec::new();
-        for element in expression.evaluate(item).ok()? {
-            values_of(kind, &element, &mut values);
-        }
+        expression.for_each_selected(item, |element| values_of(kind, element, &mut values)).ok()?;
         if values.is_empty() {
             return None;
         }

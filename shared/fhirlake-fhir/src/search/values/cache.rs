@@ -24,16 +24,27 @@ pub(super) struct Component {
     pub(super) expression: Option<Expression>,
 }
 
+/// The parsed expressions of every search parameter of the resource type at position `t` of
+/// [`registry::resource_types`], in [`registry::search_params`] order; parsed on first use.
+pub(super) fn compiled_of_type(t: usize) -> &'static [Compiled] {
+    static TABLE: OnceLock<Vec<OnceLock<Vec<Compiled>>>> = OnceLock::new();
+    let types = registry::resource_types();
+    let table = TABLE.get_or_init(|| types.iter().map(|_| OnceLock::new()).collect());
+    match (table.get(t), types.get(t)) {
+        (Some(slot), Some(resource_type)) => {
+            slot.get_or_init(|| registry::search_params(resource_type).map(|p| build(resource_type, p)).collect())
+        }
+        _ => &[],
+    }
+}
+
 /// The parsed expressions of `param` for `resource_type`: from the table when the parameter
 /// is one of the type's (the registry's), parsed on the spot otherwise.
 pub(super) fn compiled(resource_type: &str, param: &SearchParamDef) -> Cow<'static, Compiled> {
-    static TABLE: OnceLock<Vec<OnceLock<Vec<OnceLock<Compiled>>>>> = OnceLock::new();
     let types = registry::resource_types();
     let cached = types.binary_search(&resource_type).ok().and_then(|t| {
         let position = registry::search_params(types[t]).position(|p| std::ptr::eq(p, param))?;
-        let table = TABLE.get_or_init(|| types.iter().map(|_| OnceLock::new()).collect());
-        let slots = table.get(t)?.get_or_init(|| registry::search_params(types[t]).map(|_| OnceLock::new()).collect());
-        Some(slots.get(position)?.get_or_init(|| build(types[t], param)))
+        compiled_of_type(t).get(position)
     });
     match cached {
         Some(compiled) => Cow::Borrowed(compiled),
