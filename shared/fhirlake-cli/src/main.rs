@@ -12,9 +12,10 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc's malloc: bulk imports allocate and free across threads, where
-/// glibc's allocator spent a sixth of the CPU (measured with `jobs_bench`).
+/// glibc's allocator spent a sixth of the CPU (measured with `jobs_bench`); see
+/// [`fhirlake_embedded::allocator`].
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: fhirlake_embedded::allocator::MiMalloc = fhirlake_embedded::allocator::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "fhirlake", version, about = "A self-hostable FHIR R4 datastore, wire-compatible with Amazon HealthLake")]
@@ -45,6 +46,7 @@ enum AwsCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    fhirlake_embedded::allocator::configure();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FHIRLAKE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -28,7 +28,7 @@ use serde_json::Value;
 mod synthetic;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: fhirlake_embedded::allocator::MiMalloc = fhirlake_embedded::allocator::MiMalloc;
 
 const PATIENTS_PER_FILE: usize = 250;
 const ROLE: &str = "arn:aws:iam::000000000000:role/bench";
@@ -99,6 +99,7 @@ fn cpu_seconds() -> f64 {
 
 #[tokio::main]
 async fn main() {
+    fhirlake_embedded::allocator::configure();
     let args = parse_args().unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)

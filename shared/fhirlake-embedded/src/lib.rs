@@ -7,11 +7,14 @@
 //! | `KeyService` | [`LocalKeyFile`] | a 0600 file holding a 256-bit master secret |
 //! | `Buckets` | [`LocalBuckets`] | `s3://bucket/key` as `<data_dir>/s3/bucket/key` (jobs' input and output) |
 //!
+//! [`allocator`] is the process allocator `fhirlake serve` runs on, and its settings.
+//!
 //! [`EmbeddedBackend::open`] opens all four under one data directory. The item table's byte
 //! layout (key and attribute encoding) is documented in `src/item_codec.rs`. Every adapter passes
 //! the conformance suite of `fhirlake_ports::testsuite`.
 #![warn(missing_docs)]
 
+pub mod allocator;
 mod embedded_backend;
 mod item_codec;
 mod local_buckets;

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use fhirlake_ports::{
     BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Write,
 };
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
@@ -39,6 +39,10 @@ fn store_error(error: impl Into<redb::Error>) -> StorageError {
     let error: redb::Error = error.into();
     match error {
         redb::Error::DatabaseAlreadyOpen => StorageError::internal("the embedded table is already open in another process"),
+        redb::Error::UpgradeRequired(format) => StorageError::internal(format!(
+            "the embedded table is in redb file format {format}, written by a fhirlake before redb 4; this one reads format 3: \
+             move the data dir aside and import its data again"
+        )),
         other => StorageError::internal(format!("embedded store error: {other}")),
     }
 }
