@@ -160,7 +160,9 @@ class AwsBackend:
     kms_key: str
 
     def args(self):
-        return ["--backend", "aws", "--table", self.table, "--bucket", self.bucket, "--kms-key", self.kms_key]
+        # `$export` kick-offs without a destination write under exports/ of the data bucket.
+        return ["--backend", "aws", "--table", self.table, "--bucket", self.bucket, "--kms-key", self.kms_key,
+                "--export-s3-uri", f"s3://{self.bucket}/exports/"]
 
 
 def _aws_init(moto, run):

@@ -7,6 +7,7 @@ and the FHIR REST API through botocore's SigV4 signer.
 """
 
 import json
+import re
 import os
 import pathlib
 import subprocess
@@ -14,6 +15,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from conftest import BACKEND, Server, _aws_init, _binary, _healthlake_client, _active_datastore
 from fhir_asserts import all_history
@@ -395,6 +397,45 @@ def test_bulk_data_export_at_system_patient_and_group_level(cohort, buckets):
                                                          ("Patient", "pat-2")]
 
 
+def test_bulk_data_export_kicked_off_by_get_serves_its_files_behind_authentication(cohort, server):
+    """The Bulk Data IG's own kick-off: a GET (or a POST of a Parameters resource) names no
+    destination, so the files go to the server's export destination and the manifest links them
+    on the FHIR endpoint, where reading them needs the same signature as any request."""
+    ds, fhir = cohort
+    kick = fhir.get("$export", headers=ASYNC, params={"_type": "Patient,Practitioner"})
+    assert kick.status_code == 202, kick.text
+    done = poll_export(fhir, kick.headers["Content-Location"])
+    assert done.status_code == 200, done.text
+    manifest = done.json()
+    assert manifest["requiresAccessToken"] is True and manifest["error"] == []
+    assert sorted(o["type"] for o in manifest["output"]) == ["Patient", "Practitioner"]
+    job_id = kick.headers["Content-Location"].rsplit("/", 1)[1]
+    got = []
+    for item in manifest["output"]:
+        name = item["url"].rsplit("/", 1)[1]
+        assert item["url"] == f"{ds.endpoint}export/{job_id}/{name}" and re.fullmatch(rf"{item['type']}-\d+\.ndjson", name), item
+        resp = fhir.get(item["url"])
+        assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/fhir+ndjson"), resp.text
+        lines = lines_of(resp.content)
+        assert len(lines) == item["count"] and all(r["resourceType"] == item["type"] for r in lines)
+        got.extend((r["resourceType"], r["id"]) for r in lines)
+        unsigned = requests.get(item["url"], timeout=10)
+        assert unsigned.status_code in (401, 403) and b"Patient" not in unsigned.content   # no file without credentials
+    assert sorted(got) == [("Patient", f"pat-{i}") for i in range(3)] + [("Practitioner", "dr")]
+    missing = fhir.get(f"export/{job_id}/Observation-1.ndjson")
+    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+
+    parameters = {"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "Observation"},
+                                                              {"name": "_typeFilter", "valueString": "Observation?status=final"}]}
+    posted = fhir.post("Patient/$export", json=parameters, headers=ASYNC)
+    assert posted.status_code == 202, posted.text
+    manifest = poll_export(fhir, posted.headers["Content-Location"]).json()
+    assert manifest["requiresAccessToken"] is True and "_typeFilter" in manifest["request"]
+    (only,) = manifest["output"]
+    observations = lines_of(fhir.get(only["url"]).content)
+    assert sorted(r["id"] for r in observations) == ["obs-0", "obs-2"]
+
+
 def test_bulk_data_export_refuses_what_it_cannot_do(cohort):
     ds, fhir = cohort
 
@@ -403,7 +444,9 @@ def test_bulk_data_export_refuses_what_it_cannot_do(cohort):
         assert resp.json()["resourceType"] == "OperationOutcome"
 
     outcome(fhir.post("$export", json=EXPORT_BODY), 400)                                    # no Prefer: respond-async
-    outcome(fhir.get("$export", headers=ASYNC), 400)                                        # no output configuration
+    outcome(fhir.post("$export", json={"resourceType": "Parameters", "parameter": [{"name": "_elements", "valueString": "id"}]},
+                      headers=ASYNC), 400)                                                  # unsupported, in a Parameters body
+    outcome(fhir.post("$export", json={"resourceType": "Patient"}, headers=ASYNC), 400)      # neither body form
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_outputFormat": "text/csv"}), 400)
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_elements": "id"}), 400)
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_type": "Unicorn"}), 400)

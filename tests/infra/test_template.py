@@ -294,11 +294,15 @@ def test_functions_receive_the_contract_environment(shape):
         assert "HttpApi" not in references(env), binary
         if binary == "fhir-api":
             assert env["FHIRLAKE_SEARCH_MAX_COUNT"] == {"Ref": "SearchMaxCount"}
+            # GET $export files go to the data bucket, which fhir-api and the job functions reach.
+            assert env["FHIRLAKE_EXPORT_S3_URI"] == {"Fn::Sub": "s3://${DataBucket}/exports/"}
         else:
             assert "FHIRLAKE_SEARCH_MAX_COUNT" not in env, binary
+            assert "FHIRLAKE_EXPORT_S3_URI" not in env, binary
         for variable, value in WORKFLOW_ENV.items():
             assert env.get(variable) == (value if binary in API_FUNCTIONS else None), (binary, variable)
-        allowed = set(CONTRACT_ENV) | set(WORKFLOW_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT"}
+        allowed = set(CONTRACT_ENV) | set(WORKFLOW_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT",
+                                                           "FHIRLAKE_EXPORT_S3_URI"}
         assert set(env) <= allowed, binary
     reserved = deployed["fhir-api"][1]["Properties"].get("ReservedConcurrentExecutions")
     assert reserved == ({"Ref": "FhirApiReservedConcurrency"} if "FhirApiReservedConcurrency" in overrides else None)

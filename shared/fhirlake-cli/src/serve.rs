@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fhirlake_api::{router, AppState, RequestAuthenticator};
-use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_core::{Backends, ExportDestination, ServiceConfig, Services};
 
 use crate::aws_args::AwsArgs;
 use crate::credentials;
@@ -54,15 +54,35 @@ pub struct ServeArgs {
     /// Import and export chunks run at once (default: twice the number of CPUs).
     #[arg(long, env = "FHIRLAKE_JOB_PARALLELISM", value_parser = clap::value_parser!(u64).range(1..=256))]
     job_parallelism: Option<u64>,
+    /// Where a FHIR `$export` kick-off without a destination (`GET [base]/$export`) writes its
+    /// files, which the server then serves at `[base]/export/{job}/{file}`. Embedded default:
+    /// `s3://fhirlake-exports/` (`<data-dir>/s3/fhirlake-exports/`); with `--backend aws`, no
+    /// default (such kick-offs are refused).
+    #[arg(long, env = "FHIRLAKE_EXPORT_S3_URI")]
+    export_s3_uri: Option<String>,
+    /// The KMS key of those files (default: the deployment's key, `--kms-key`; embedded:
+    /// `alias/fhirlake`, which the local buckets record but do not use).
+    #[arg(long, env = "FHIRLAKE_EXPORT_KMS_KEY_ID")]
+    export_kms_key_id: Option<String>,
+    /// The role recorded as those jobs' DataAccessRoleArn (default
+    /// `arn:aws:iam::<account>:role/fhirlake-export`).
+    #[arg(long, env = "FHIRLAKE_EXPORT_ROLE_ARN")]
+    export_role_arn: Option<String>,
 }
+
+/// The embedded store's default export bucket, under `<data-dir>/s3/`.
+const EMBEDDED_EXPORT_BUCKET: &str = "fhirlake-exports";
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let backends = match args.backend {
+    let (backends, export_defaults) = match args.backend {
         Backend::Embedded => {
             let embedded = fhirlake_embedded::EmbeddedBackend::open(&args.data_dir).context("opening the embedded store")?;
-            Backends::with_system_clock(embedded.items, embedded.objects, embedded.keys, embedded.buckets)
+            let bucket = args.data_dir.join("s3").join(EMBEDDED_EXPORT_BUCKET);
+            std::fs::create_dir_all(&bucket).with_context(|| format!("creating the export bucket {}", bucket.display()))?;
+            let defaults = (Some(format!("s3://{EMBEDDED_EXPORT_BUCKET}/")), "alias/fhirlake".to_string());
+            (Backends::with_system_clock(embedded.items, embedded.objects, embedded.keys, embedded.buckets), defaults)
         }
         Backend::Aws => {
             let settings = args.aws.settings();
@@ -72,7 +92,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e} (run `fhirlake aws init` to create the table, bucket and key)"))?;
             let aws = fhirlake_aws::AwsBackend::new(&clients, &settings);
-            Backends::with_system_clock(aws.items, aws.objects, aws.keys, aws.buckets)
+            let defaults = (None, settings.kms_key.clone());
+            (Backends::with_system_clock(aws.items, aws.objects, aws.keys, aws.buckets), defaults)
         }
     };
     let public_base_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
@@ -81,6 +102,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_job_chunk_bytes(args.job_chunk_bytes);
     let config = match args.job_parallelism {
         Some(n) => config.with_job_parallelism(usize::try_from(n).unwrap_or(1)),
+        None => config,
+    };
+    let (default_uri, default_key) = export_defaults;
+    let config = match args.export_s3_uri.clone().or(default_uri) {
+        Some(s3_uri) => config.with_export_destination(ExportDestination {
+            s3_uri,
+            kms_key_id: args.export_kms_key_id.clone().unwrap_or(default_key),
+            data_access_role_arn: args
+                .export_role_arn
+                .clone()
+                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/fhirlake-export", args.account_id)),
+        }),
         None => config,
     };
     let store = credentials::load_or_generate(&args.data_dir)?;

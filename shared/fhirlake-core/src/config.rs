@@ -17,6 +17,22 @@ pub struct ServiceConfig {
     /// Chunks the in-process job runner runs at once (default: twice the CPUs, so that one
     /// chunk prepares while another waits for its writes).
     pub job_parallelism: usize,
+    /// Where a FHIR `$export` kick-off that names no destination (a `GET`, as the Bulk Data IG
+    /// writes it) puts its files; the server then serves them itself. `None`: such a kick-off
+    /// is refused.
+    pub export_destination: Option<ExportDestination>,
+}
+
+/// The output of `$export` kick-offs that name none: an S3 location, its KMS key and the role
+/// recorded on the job (as StartFHIRExportJob would take them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportDestination {
+    /// `s3://bucket/prefix`.
+    pub s3_uri: String,
+    /// The KMS key the files are encrypted under.
+    pub kms_key_id: String,
+    /// The role recorded as the job's DataAccessRoleArn.
+    pub data_access_role_arn: String,
 }
 
 impl ServiceConfig {
@@ -34,7 +50,14 @@ impl ServiceConfig {
             max_page_size: Self::DEFAULT_MAX_PAGE_SIZE,
             job_chunk_bytes: crate::jobs::DEFAULT_CHUNK_BYTES,
             job_parallelism: 2 * std::thread::available_parallelism().map_or(2, usize::from),
+            export_destination: None,
         }
+    }
+
+    /// With a destination for `$export` kick-offs that name none.
+    pub fn with_export_destination(mut self, destination: ExportDestination) -> Self {
+        self.export_destination = Some(destination);
+        self
     }
 
     /// With another import chunk size (at least 1 KiB).

@@ -17,6 +17,6 @@ pub mod search;
 mod services;
 pub mod transaction;
 
-pub use config::ServiceConfig;
+pub use config::{ExportDestination, ServiceConfig};
 pub use error::{CoreError, CoreResult};
 pub use services::{Backends, Services};

@@ -26,7 +26,7 @@ use axum::Router;
 use fhirlake_api::{plane_error, router, AppState, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
 use fhirlake_auth::CredentialStore;
 use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials, StepFunctionsWorkflows};
-use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_core::{Backends, ExportDestination, ServiceConfig, Services};
 use fhirlake_ports::Workflows;
 use http::StatusCode;
 use tower::ServiceExt;
@@ -65,6 +65,7 @@ pub struct HttpContext {
     account_id: String,
     public_url: Option<String>,
     max_page_size: usize,
+    export_destination: Option<ExportDestination>,
     backends: Backends,
     authentication: Authentication,
     workflows: Option<Arc<dyn Workflows>>,
@@ -80,6 +81,7 @@ impl HttpContext {
             account_id: account_id.to_string(),
             public_url: public_url.map(|url| url.trim_end_matches('/').to_string()),
             max_page_size: ServiceConfig::DEFAULT_MAX_PAGE_SIZE,
+            export_destination: None,
             backends,
             authentication,
             workflows: None,
@@ -97,6 +99,12 @@ impl HttpContext {
     /// With another largest page size ([`ServiceConfig::max_page_size`]).
     pub fn with_max_page_size(mut self, max_page_size: usize) -> Self {
         self.max_page_size = max_page_size;
+        self
+    }
+
+    /// With a destination for `$export` kick-offs naming none ([`ServiceConfig::export_destination`]).
+    pub fn with_export_destination(mut self, destination: Option<ExportDestination>) -> Self {
+        self.export_destination = destination;
         self
     }
 
@@ -127,7 +135,8 @@ impl HttpContext {
             }
         };
         let context = Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
-            .with_max_page_size(settings.max_page_size);
+            .with_max_page_size(settings.max_page_size)
+            .with_export_destination(settings.export_destination.clone());
         Ok(match &settings.workflows {
             Some(arns) => context.with_workflows(Arc::new(StepFunctionsWorkflows::new(
                 clients.sfn.clone(),
@@ -186,8 +195,9 @@ impl HttpContext {
     }
 
     fn build_router(&self, public_base_url: &str) -> Router {
-        let config =
+        let mut config =
             ServiceConfig::new(self.region.clone(), self.account_id.clone(), public_base_url).with_max_page_size(self.max_page_size);
+        config.export_destination = self.export_destination.clone();
         let authenticator = match &self.authentication {
             Authentication::Iam => RequestAuthenticator::trusting_gateway(),
             Authentication::SigV4 { store, refresh } => {

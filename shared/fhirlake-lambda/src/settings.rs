@@ -9,6 +9,7 @@
 //! | `FHIRLAKE_ACCESS_KEYS_SECRET` | all in `healthlake` mode, authorizer | the Secrets Manager secret holding the access key pair |
 //! | `FHIRLAKE_SEARCH_MAX_COUNT` | fhir-api | optional largest page of a search or history (`_count` is reduced to it); default 1000, at most 10000 |
 //! | `FHIRLAKE_IMPORT_STATE_MACHINE_ARN`, `FHIRLAKE_EXPORT_STATE_MACHINE_ARN` | fhir-api, control-plane | optional, both or neither: bulk jobs start executions of these Step Functions state machines ([`WorkflowSettings`]); when unset, jobs run in the function's process (development only: the process ends with the invocation) |
+//! | `FHIRLAKE_EXPORT_S3_URI`, `FHIRLAKE_EXPORT_KMS_KEY_ID`, `FHIRLAKE_EXPORT_ROLE_ARN` | fhir-api | optional: where a `$export` kick-off naming no destination (`GET`) writes the files the API then serves; the key defaults to `FHIRLAKE_KMS_KEY`, the role to `arn:aws:iam::{account}:role/fhirlake-export`; unset: such kick-offs are refused |
 //! | `FHIRLAKE_TABLE`, `FHIRLAKE_BUCKET`, `FHIRLAKE_OBJECT_PREFIX`, `FHIRLAKE_KMS_KEY` | fhir-api, control-plane, job steps | the data's resources ([`AwsSettings`]) |
 //! | `FHIRLAKE_LOG`, else `RUST_LOG` | all | log filter ([`crate::init_tracing`]) |
 
@@ -16,7 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fhirlake_aws::AwsSettings;
-use fhirlake_core::ServiceConfig;
+use fhirlake_core::{ExportDestination, ServiceConfig};
 
 use crate::LambdaError;
 
@@ -36,6 +37,12 @@ pub const SEARCH_MAX_COUNT_ENV: &str = "FHIRLAKE_SEARCH_MAX_COUNT";
 pub const IMPORT_STATE_MACHINE_ARN_ENV: &str = "FHIRLAKE_IMPORT_STATE_MACHINE_ARN";
 /// Environment variable holding the ARN of the bulk export state machine.
 pub const EXPORT_STATE_MACHINE_ARN_ENV: &str = "FHIRLAKE_EXPORT_STATE_MACHINE_ARN";
+/// Where `$export` kick-offs without a destination write their files.
+pub const EXPORT_S3_URI_ENV: &str = "FHIRLAKE_EXPORT_S3_URI";
+/// The KMS key of those files.
+pub const EXPORT_KMS_KEY_ID_ENV: &str = "FHIRLAKE_EXPORT_KMS_KEY_ID";
+/// The role recorded on those jobs.
+pub const EXPORT_ROLE_ARN_ENV: &str = "FHIRLAKE_EXPORT_ROLE_ARN";
 
 /// The Step Functions state machines that run bulk jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +120,8 @@ pub struct HttpSettings {
     pub aws: AwsSettings,
     /// The state machines that run bulk jobs; `None`: jobs run in the function's process.
     pub workflows: Option<WorkflowSettings>,
+    /// Where `$export` kick-offs naming no destination write their files.
+    pub export_destination: Option<ExportDestination>,
     /// How long after one load of the access keys the next may start (not an environment
     /// variable: [`AccessKeys::DEFAULT_REFRESH_INTERVAL`](crate::AccessKeys::DEFAULT_REFRESH_INTERVAL)).
     pub key_refresh_interval: Duration,
@@ -157,6 +166,13 @@ impl HttpSettings {
             },
         };
         Ok(HttpSettings {
+            workflows: WorkflowSettings::from_lookup(&lookup)?,
+            export_destination: non_empty(&lookup, EXPORT_S3_URI_ENV).map(|s3_uri| ExportDestination {
+                s3_uri,
+                kms_key_id: non_empty(&lookup, EXPORT_KMS_KEY_ID_ENV).unwrap_or_else(|| aws.kms_key.clone()),
+                data_access_role_arn: non_empty(&lookup, EXPORT_ROLE_ARN_ENV)
+                    .unwrap_or_else(|| format!("arn:aws:iam::{account_id}:role/fhirlake-export")),
+            }),
             region: required(&lookup, REGION_ENV)?,
             account_id,
             public_url,
@@ -164,7 +180,6 @@ impl HttpSettings {
             access_keys_secret,
             max_page_size,
             aws,
-            workflows: WorkflowSettings::from_lookup(&lookup)?,
             key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
         })
     }
@@ -307,6 +322,19 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push(("FHIRLAKE_SEARCH_MAX_COUNT", "250"));
         assert_eq!(HttpSettings::from_lookup(env(&pairs), aws()).unwrap().max_page_size, 250);
+    }
+
+    #[test]
+    fn an_export_destination_is_optional_and_takes_the_deployment_key_by_default() {
+        assert_eq!(HttpSettings::from_lookup(env(BASE), aws()).unwrap().export_destination, None);
+        let mut pairs = BASE.to_vec();
+        pairs.push((EXPORT_S3_URI_ENV, "s3://exports/fhir/"));
+        let destination = HttpSettings::from_lookup(env(&pairs), aws()).unwrap().export_destination.unwrap();
+        assert_eq!(destination.s3_uri, "s3://exports/fhir/");
+        assert_eq!(destination.kms_key_id, aws().kms_key);
+        assert_eq!(destination.data_access_role_arn, "arn:aws:iam::123456789012:role/fhirlake-export");
+        pairs.push((EXPORT_KMS_KEY_ID_ENV, "alias/exports"));
+        assert_eq!(HttpSettings::from_lookup(env(&pairs), aws()).unwrap().export_destination.unwrap().kms_key_id, "alias/exports");
     }
 
     #[test]

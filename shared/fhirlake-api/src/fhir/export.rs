@@ -2,16 +2,25 @@
 //! `fhirlake_core::jobs`: kick-off at `[base]/$export`, `[base]/Patient/$export` and
 //! `[base]/Group/{id}/$export`; status at `[base]/export/{jobId}`; cancel with `DELETE` there.
 //!
-//! As in HealthLake, the kick-off is a `POST` whose JSON body names where the files go:
-//! `{"DataAccessRoleArn": …, "JobName": …, "OutputDataConfig": {"S3Configuration": {"S3Uri": …, "KmsKeyId": …}}}`.
-//! It needs `Prefer: respond-async`. Parameters: `_outputFormat` (NDJSON only), `_type`,
-//! `_since`, `_until` and `_typeFilter` (which HealthLake lacks). Any other parameter is a
-//! 400.
+//! The kick-off needs `Prefer: respond-async`. It comes in three forms:
+//!
+//! | kick-off | files go to | manifest `url`s |
+//! |---|---|---|
+//! | `POST` with HealthLake's body `{"DataAccessRoleArn": …, "JobName": …, "OutputDataConfig": {"S3Configuration": {"S3Uri": …, "KmsKeyId": …}}}` | that S3 location | `s3://…`, `requiresAccessToken: false` |
+//! | `GET` (the Bulk Data IG's form), or `POST` without a body | the deployment's export destination (`ServiceConfig::export_destination`) | `[base]/export/{jobId}/{Type}-{n}.ndjson`, served here, `requiresAccessToken: true` |
+//! | `POST` with a FHIR `Parameters` resource | the export destination | as for `GET` |
+//!
+//! Parameters (in the query, or in the `Parameters` resource): `_outputFormat` (NDJSON only),
+//! `_type`, `_since`, `_until` and `_typeFilter` (which HealthLake lacks). Any other parameter
+//! is a 400. A served file is read with `GET [base]/export/{jobId}/{file}`, under the same
+//! authentication as every request.
 
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use fhirlake_core::datastores::ActiveDatastore;
-use fhirlake_core::jobs::{ExportScope, ExportSpec, JobKind, JobRecord, JobStatus, OutputDataConfig, StartFhirExportJobRequest};
+use fhirlake_core::jobs::{
+    ExportScope, ExportSpec, JobKind, JobRecord, JobStatus, OutputDataConfig, S3Configuration, StartFhirExportJobRequest,
+};
 use fhirlake_core::Services;
 use fhirlake_fhir::resource::format_instant;
 use http::{header, HeaderValue, StatusCode};
@@ -49,23 +58,20 @@ pub async fn kick_off(
     if !prefer.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")) {
         return Err(FhirError::bad_request("$export runs asynchronously: send Prefer: respond-async"));
     }
-    if let Some((name, _)) = req.query.iter().find(|(k, _)| !PARAMETERS.contains(&k.as_str())) {
+    let destination = destination(services, req)?;
+    let mut params: Vec<(String, String)> = req.query.clone();
+    params.extend(destination.parameters.iter().cloned());
+    if let Some((name, _)) = params.iter().find(|(k, _)| !PARAMETERS.contains(&k.as_str())) {
         return Err(FhirError::new(StatusCode::BAD_REQUEST, "not-supported", format!("$export does not support the parameter {name}")));
     }
-    if let Some(format) = req.param("_outputFormat") {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if let Some(format) = param("_outputFormat") {
         if !NDJSON_FORMATS.contains(&format) {
             return Err(FhirError::new(StatusCode::BAD_REQUEST, "not-supported", "_outputFormat must be NDJSON (application/fhir+ndjson)"));
         }
     }
-    if req.body.is_empty() {
-        return Err(FhirError::bad_request(
-            "$export needs a POST body naming the output: {\"DataAccessRoleArn\": …, \"OutputDataConfig\": {\"S3Configuration\": {\"S3Uri\": …, \"KmsKeyId\": …}}}",
-        ));
-    }
-    let body: KickOffBody = serde_json::from_slice(&req.body)
-        .map_err(|_| FhirError::bad_request("the $export body must be {\"DataAccessRoleArn\", \"JobName\", \"OutputDataConfig\"}"))?;
     let list = |name: &str| -> Vec<String> {
-        req.query
+        params
             .iter()
             .filter(|(k, _)| k == name)
             .flat_map(|(_, v)| v.split(','))
@@ -75,7 +81,7 @@ pub async fn kick_off(
             .collect()
     };
     let instant = |name: &str| -> Result<Option<DateTime<Utc>>, FhirError> {
-        match req.param(name) {
+        match param(name) {
             None => Ok(None),
             Some(s) => DateTime::parse_from_rfc3339(s)
                 .map(|d| Some(d.with_timezone(&Utc)))
@@ -83,9 +89,8 @@ pub async fn kick_off(
         }
     };
     let mut request_url = format!("{base}{}", req.segments.join("/"));
-    if !req.query.is_empty() {
-        let query: Vec<String> =
-            req.query.iter().map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, QUERY))).collect();
+    if !params.is_empty() {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, QUERY))).collect();
         request_url = format!("{request_url}?{}", query.join("&"));
     }
     let spec = ExportSpec {
@@ -93,9 +98,11 @@ pub async fn kick_off(
         types: list("_type"),
         since: instant("_since")?,
         until: instant("_until")?,
-        type_filters: req.query.iter().filter(|(k, _)| k == "_typeFilter").flat_map(|(_, v)| v.split(',')).map(String::from).collect(),
+        type_filters: params.iter().filter(|(k, _)| k == "_typeFilter").flat_map(|(_, v)| v.split(',')).map(String::from).collect(),
         request: Some(request_url),
+        served: destination.served,
     };
+    let body = destination.body;
     let request = StartFhirExportJobRequest {
         job_name: body.job_name,
         output_data_config: body.output_data_config,
@@ -113,22 +120,88 @@ pub async fn kick_off(
     Ok(response)
 }
 
+/// Where a kick-off's files go, and the parameters its body carried.
+struct Destination {
+    body: KickOffBody,
+    served: bool,
+    parameters: Vec<(String, String)>,
+}
+
+/// The destination of a kick-off: HealthLake's body, or (no body, or a FHIR `Parameters`
+/// body) the deployment's export destination, whose files are served here.
+fn destination(services: &Services, req: &FhirRequest<'_>) -> Result<Destination, FhirError> {
+    let body: Option<Value> = if req.body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&req.body).map_err(|_| FhirError::bad_request("the $export body is not JSON"))?)
+    };
+    if let Some(body) = body.as_ref().filter(|b| b.get("resourceType").is_none()) {
+        let body = KickOffBody::deserialize(body).map_err(|_| {
+            FhirError::bad_request(
+                "the $export body must be {\"DataAccessRoleArn\", \"JobName\", \"OutputDataConfig\"} or a Parameters resource",
+            )
+        })?;
+        return Ok(Destination { body, served: false, parameters: Vec::new() });
+    }
+    let parameters = match &body {
+        Some(parameters) => kick_off_parameters(parameters)?,
+        None => Vec::new(),
+    };
+    let Some(default) = &services.config.export_destination else {
+        return Err(FhirError::bad_request(
+            "this server has no export destination: send a POST body naming the output, {\"DataAccessRoleArn\": …, \"OutputDataConfig\": {\"S3Configuration\": {\"S3Uri\": …, \"KmsKeyId\": …}}}",
+        ));
+    };
+    let body = KickOffBody {
+        data_access_role_arn: default.data_access_role_arn.clone(),
+        job_name: None,
+        output_data_config: OutputDataConfig {
+            s3_configuration: Some(S3Configuration { s3_uri: default.s3_uri.clone(), kms_key_id: default.kms_key_id.clone() }),
+        },
+        client_token: None,
+    };
+    Ok(Destination { body, served: true, parameters })
+}
+
+/// The kick-off parameters of a FHIR `Parameters` body (Bulk Data IG, "POST kick-off"), as
+/// query pairs: `valueString`, `valueInstant` or `valueCode` each.
+fn kick_off_parameters(body: &Value) -> Result<Vec<(String, String)>, FhirError> {
+    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(FhirError::bad_request("the $export body must be a Parameters resource or HealthLake's job body"));
+    }
+    let mut out = Vec::new();
+    for parameter in body.get("parameter").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        let name = parameter.get("name").and_then(Value::as_str).ok_or_else(|| FhirError::bad_request("a parameter has no name"))?;
+        let value = ["valueString", "valueInstant", "valueCode", "valueDateTime"]
+            .iter()
+            .find_map(|v| parameter.get(*v).and_then(Value::as_str))
+            .ok_or_else(|| FhirError::bad_request(format!("the parameter {name} needs a valueString, valueInstant or valueCode")))?;
+        out.push((name.to_string(), value.to_string()));
+    }
+    Ok(out)
+}
+
 /// Characters escaped when the request URL is rebuilt for the manifest.
 const QUERY: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b',');
 
 /// `GET [base]/export/{jobId}`: 202 with `X-Progress` while running, 200 with the completion
 /// manifest when done, an OperationOutcome when it failed, 404 once cancelled.
-pub async fn status(services: &Services, ds: &ActiveDatastore, job_id: &str) -> Result<Response, FhirError> {
+pub async fn status(services: &Services, ds: &ActiveDatastore, base: &str, job_id: &str) -> Result<Response, FhirError> {
     let job = services.jobs.record(JobKind::Export, &ds.id, job_id).await?;
     match job.status {
         JobStatus::Completed | JobStatus::CompletedWithErrors => {
+            let served = job.export.as_ref().is_some_and(|e| e.served);
+            let url = |f: &fhirlake_core::jobs::ExportedFile| match f.url.rsplit('/').next().filter(|_| served) {
+                Some(name) => format!("{base}export/{job_id}/{name}"),
+                None => f.url.clone(),
+            };
             let output: Vec<Value> =
-                job.exported.iter().map(|f| json!({"type": f.resource_type, "url": f.url, "count": f.count})).collect();
+                job.exported.iter().map(|f| json!({"type": f.resource_type, "url": url(f), "count": f.count})).collect();
             let manifest = json!({
                 "transactionTime": format_instant(job.submit_time),
                 "request": job.export.as_ref().and_then(|e| e.request.clone()).unwrap_or_default(),
-                "requiresAccessToken": false,
+                "requiresAccessToken": served,
                 "output": output,
                 "error": [],
                 "exportJobProperties": properties(&job),
@@ -156,6 +229,14 @@ pub async fn status(services: &Services, ds: &ActiveDatastore, job_id: &str) -> 
             Ok(response)
         }
     }
+}
+
+/// `GET [base]/export/{jobId}/{file}`: a file of a finished export whose files are served here.
+pub async fn file(services: &Services, ds: &ActiveDatastore, job_id: &str, name: &str) -> Result<Response, FhirError> {
+    let bytes = services.jobs.exported_file(&ds.id, job_id, name).await?;
+    let mut response = Response::new(axum::body::Body::from(bytes));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    Ok(response)
 }
 
 /// `DELETE [base]/export/{jobId}`: 202; the job becomes `CANCEL_SUBMITTED`.

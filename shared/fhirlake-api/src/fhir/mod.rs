@@ -87,7 +87,8 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET | Method::POST, ["Group", id, "$export"]) => {
             export::kick_off(services, ds, req, &base, ExportScope::Group { id: id.to_string() }).await
         }
-        (Method::GET, ["export", job_id]) => export::status(services, ds, job_id).await,
+        (Method::GET, ["export", job_id]) => export::status(services, ds, &base, job_id).await,
+        (Method::GET, ["export", job_id, file]) => export::file(services, ds, job_id, file).await,
         (Method::DELETE, ["export", job_id]) => export::cancel(services, ds, job_id).await,
         (_, ["$export"] | ["export", _]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,

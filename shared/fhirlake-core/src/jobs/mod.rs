@@ -476,6 +476,33 @@ impl JobService {
         Ok(StartJobResponse { job_id: job.id, job_status: JobStatus::Submitted, datastore_id: datastore_id.to_string() })
     }
 
+    /// The NDJSON of file `name` (`Observation-1.ndjson`) of a finished export whose files the
+    /// FHIR endpoint serves (see [`ExportSpec::served`]).
+    ///
+    /// Errors: `NotFound` for an unknown job or file, or an export whose files went elsewhere;
+    /// `Conflict` while the job has not completed.
+    pub async fn exported_file(&self, datastore_id: &str, job_id: &str, name: &str) -> CoreResult<Bytes> {
+        let job = self.record(JobKind::Export, datastore_id, job_id).await?;
+        if !job.export.as_ref().is_some_and(|e| e.served) {
+            return Err(CoreError::NotFound(format!("export {job_id} wrote its files to {}", job.output.s3_uri)));
+        }
+        if !matches!(job.status, JobStatus::Completed | JobStatus::CompletedWithErrors) {
+            return Err(CoreError::Conflict(format!("export {job_id} is {}", job.status.as_str())));
+        }
+        let not_found = || CoreError::NotFound(format!("export {job_id} has no file {name}"));
+        let file = job.exported.iter().find(|f| f.url.rsplit('/').next() == Some(name)).ok_or_else(not_found)?;
+        let location = S3Location::parse("url", &file.url)?;
+        let store = self.steps.open_bucket(&location.bucket, Some(&job.output.kms_key_id), "output").await.map_err(|f| match f {
+            JobFailure::Customer(message) => CoreError::NotFound(message),
+            JobFailure::Storage(e) => e,
+        })?;
+        match store.get(&location.key).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind == StorageErrorKind::NotFound => Err(not_found()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Cancels an export (`DELETE [base]/export/{jobId}`): it becomes `CANCEL_SUBMITTED`, its
     /// remaining chunks do nothing, and finalize ends it `CANCEL_COMPLETED`.
     ///

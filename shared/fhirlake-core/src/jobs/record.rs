@@ -91,6 +91,10 @@ pub struct ExportSpec {
     /// The kick-off request URL of a `$export`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// Whether the FHIR endpoint serves the files (a `$export` that named no destination): its
+    /// manifest then links them there, behind the same authorization as any request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served: bool,
 }
 
 /// What the plan step found, recorded for progress and finalisation.
