@@ -2,8 +2,10 @@
 //! with `X-Amz-Target`) and the FHIR R4 data plane (`/datastore/{id}/r4/...`). The same router
 //! is hosted by `fhirlake serve` and by the Lambda functions.
 //!
-//! Every request is authenticated before anything else happens; failures are answered in the
-//! dialect of the plane the request addressed (AWS JSON errors or OperationOutcomes).
+//! Every request is authenticated before anything else happens, except the SMART discovery
+//! document (`GET /datastore/{id}/r4/.well-known/smart-configuration`), which is public;
+//! failures are answered in the dialect of the plane the request addressed (AWS JSON errors or
+//! OperationOutcomes).
 #![warn(missing_docs)]
 
 mod audit;
@@ -86,6 +88,14 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
             return fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
         }
     };
+    if let Plane::Data { datastore_id, segments } = &plane {
+        if parts.method == Method::GET && segments.iter().map(String::as_str).eq([".well-known", "smart-configuration"]) {
+            // SMART discovery is public: clients read it before they hold any credential.
+            let response = fhir::smart_configuration(&state.services, datastore_id).await;
+            audit::completed(&Caller { principal: "anonymous".into() }, &parts, &response);
+            return response;
+        }
+    }
     let caller = match state.authenticator.authenticate(&parts, &body).await {
         Ok(caller) => caller,
         Err(e) => {

@@ -72,3 +72,55 @@ pub fn capability_statement(base_url: &str, software_version: &str, published: &
         }],
     })
 }
+
+/// The OAuth endpoints of a SMART datastore's discovery document that the CapabilityStatement
+/// names (SMART App Launch, "Capability Statement": the `oauth-uris` extension).
+const OAUTH_URIS: [(&str, &str); 5] = [
+    ("authorization_endpoint", "authorize"),
+    ("token_endpoint", "token"),
+    ("registration_endpoint", "register"),
+    ("revocation_endpoint", "revoke"),
+    ("management_endpoint", "manage"),
+];
+
+/// Replaces `statement`'s security with that of a SMART on FHIR datastore whose discovery
+/// document (`.well-known/smart-configuration`) is `discovery`: the `SMART-on-FHIR` security
+/// service and the `oauth-uris` extension with the endpoints the document names.
+pub fn with_smart_security(statement: &mut Value, discovery: &Value) {
+    let uris: Vec<Value> = OAUTH_URIS
+        .iter()
+        .filter_map(|(member, url)| discovery.get(*member).and_then(Value::as_str).map(|uri| json!({"url": url, "valueUri": uri})))
+        .collect();
+    let security = json!({
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris", "extension": uris}],
+        "service": [{
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "description": "Requests carry a SMART on FHIR access token (Authorization: Bearer), or an AWS Signature Version 4 for the service 'healthlake'."
+    });
+    if let Some(rest) = statement.get_mut("rest").and_then(Value::as_array_mut).and_then(|r| r.first_mut()) {
+        rest["security"] = security;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_smart_datastore_advertises_its_oauth_endpoints() {
+        let mut statement = capability_statement("https://fhir.example/datastore/ds/r4", "0.1.0", "2026-12-01");
+        let discovery = json!({"authorization_endpoint": "https://idp.example/authorize", "token_endpoint": "https://idp.example/token",
+                               "capabilities": ["launch-standalone"]});
+        with_smart_security(&mut statement, &discovery);
+        let security = &statement["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        let oauth = &security["extension"][0];
+        assert_eq!(oauth["url"], "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
+        assert_eq!(
+            oauth["extension"],
+            json!([{"url": "authorize", "valueUri": "https://idp.example/authorize"}, {"url": "token", "valueUri": "https://idp.example/token"}])
+        );
+    }
+}

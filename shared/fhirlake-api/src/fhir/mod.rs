@@ -12,7 +12,7 @@ mod search;
 use axum::response::Response;
 use bytes::Bytes;
 use fhirlake_core::conditional::CreateOutcome;
-use fhirlake_core::datastores::ActiveDatastore;
+use fhirlake_core::datastores::{ActiveDatastore, AuthorizationStrategy};
 use fhirlake_core::jobs::ExportScope;
 use fhirlake_core::resources::{PatchDocument, StoredVersion, WriteOutcome};
 use fhirlake_core::search::Scope;
@@ -21,7 +21,7 @@ use fhirlake_fhir::outcome::{operation_outcome, Issue};
 use fhirlake_fhir::registry;
 use fhirlake_fhir::search::query;
 use fhirlake_fhir::search::Criterion;
-use http::{HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
 pub use error::FhirError;
@@ -80,7 +80,7 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         }
     }
     match (req.method.clone(), segments.as_slice()) {
-        (Method::GET, ["metadata"]) => Ok(capability(services, &base)),
+        (Method::GET, ["metadata"]) => Ok(capability(services, &base, ds)),
         (_, ["metadata"]) => Err(method_not_allowed()),
         (Method::GET | Method::POST, ["$export"]) => export::kick_off(services, ds, req, &base, ExportScope::System).await,
         (Method::GET | Method::POST, ["Patient", "$export"]) => export::kick_off(services, ds, req, &base, ExportScope::Patient).await,
@@ -281,10 +281,43 @@ fn representation(status: StatusCode, v: &StoredVersion, location: Option<&str>)
     with_version_headers(fhir_json(status, body), v, location)
 }
 
-fn capability(services: &Services, base: &str) -> Response {
+fn capability(services: &Services, base: &str, ds: &ActiveDatastore) -> Response {
     let today = services.clock().now().format("%Y-%m-%d").to_string();
-    let statement = fhirlake_fhir::capability::capability_statement(base.trim_end_matches('/'), env!("CARGO_PKG_VERSION"), &today);
+    let mut statement = fhirlake_fhir::capability::capability_statement(base.trim_end_matches('/'), env!("CARGO_PKG_VERSION"), &today);
+    if let Some(discovery) = smart_discovery(ds) {
+        fhirlake_fhir::capability::with_smart_security(&mut statement, &discovery);
+    }
     fhir_json(StatusCode::OK, serde_json::to_vec(&statement).unwrap_or_default())
+}
+
+/// The SMART discovery document of a datastore with a SMART on FHIR strategy: its
+/// IdentityProviderConfiguration's Metadata (a JSON object, checked when it was set).
+fn smart_discovery(ds: &ActiveDatastore) -> Option<Value> {
+    let idp = &ds.identity_provider;
+    if idp.authorization_strategy == AuthorizationStrategy::AwsAuth {
+        return None;
+    }
+    idp.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()).filter(Value::is_object)
+}
+
+/// `GET [base]/.well-known/smart-configuration`, answered without authentication (SMART App
+/// Launch requires it; HealthLake asks for SigV4 here): the datastore's SMART discovery
+/// document, or 404 when the datastore does not use SMART on FHIR.
+pub async fn smart_configuration(services: &Services, datastore_id: &str) -> Response {
+    let discovery = match services.datastores.active(datastore_id).await {
+        Ok(ds) => smart_discovery(&ds),
+        Err(e) => return FhirError::from(e).into_response(),
+    };
+    match discovery {
+        Some(document) => {
+            let mut response = Response::new(axum::body::Body::from(serde_json::to_vec(&document).unwrap_or_default()));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        None => {
+            FhirError::new(StatusCode::NOT_FOUND, "not-found", "this datastore does not use SMART on FHIR authorization").into_response()
+        }
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, FhirError> {

@@ -291,7 +291,7 @@ async fn list_pages_with_max_results_and_next_token() {
 async fn update_changes_name_and_identity_provider() {
     let f = fixture();
     let created = create(&f, named("before")).await;
-    let metadata = r#"{"authorization_endpoint":"https://idp.example/authorize","token_endpoint":"https://idp.example/token","capabilities":["launch-standalone"],"code_challenge_methods_supported":["S256"]}"#;
+    let metadata = r#"{"issuer":"https://idp.example","jwks_uri":"https://idp.example/jwks","authorization_endpoint":"https://idp.example/authorize","token_endpoint":"https://idp.example/token","capabilities":["launch-standalone"],"code_challenge_methods_supported":["S256"]}"#;
     let request = UpdateFhirDatastoreRequest {
         datastore_name: Some("after".into()),
         identity_provider_configuration: Some(IdentityProviderConfiguration {

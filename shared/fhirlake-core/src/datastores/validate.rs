@@ -148,8 +148,10 @@ const REQUIRED_SMART_METADATA: [&str; 4] = ["authorization_endpoint", "token_end
 /// methods, at least one supported grant type when given); `AWS_AUTH` takes no Lambda and no
 /// fine-grained authorization.
 ///
-/// `IdpLambdaArn` is optional for SMART in fhirlake (tokens may instead be checked against the
-/// issuer's JWKS); when given it must be a Lambda function ARN.
+/// `IdpLambdaArn` is optional for SMART in fhirlake: without one, tokens are checked against the
+/// issuer's signing keys, so the Metadata must name the `issuer` and its `jwks_uri`. When given
+/// it must be a Lambda function ARN. Every endpoint the Metadata names must be an `https` URL
+/// (`http` only on a loopback host, for an identity provider on the same machine).
 pub fn identity_provider(config: &IdentityProviderConfiguration) -> CoreResult<()> {
     if let Some(arn) = &config.idp_lambda_arn {
         check_length("IdpLambdaArn", arn, 49, 256)?;
@@ -174,12 +176,33 @@ pub fn identity_provider(config: &IdentityProviderConfiguration) -> CoreResult<(
         }
         AuthorizationStrategy::SmartOnFhir | AuthorizationStrategy::SmartOnFhirV1 => {
             let metadata = config.metadata.as_deref().ok_or_else(|| invalid("Metadata is required for SMART on FHIR authorization"))?;
-            smart_metadata(metadata)
+            smart_metadata(metadata, config.idp_lambda_arn.is_some())
         }
     }
 }
 
-fn smart_metadata(metadata: &str) -> CoreResult<()> {
+/// The Metadata elements that are URLs of the identity provider.
+const SMART_ENDPOINTS: [&str; 8] = [
+    "issuer",
+    "jwks_uri",
+    "authorization_endpoint",
+    "token_endpoint",
+    "registration_endpoint",
+    "revocation_endpoint",
+    "introspection_endpoint",
+    "management_endpoint",
+];
+
+/// An absolute `https` URL, or `http` on a loopback host; no credentials in it.
+fn is_endpoint_url(value: &str) -> bool {
+    let Ok(url) = url::Url::parse(value) else { return false };
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    scheme_ok && url.has_host() && url.username().is_empty() && url.password().is_none()
+}
+
+/// `introspected`: an IdpLambdaArn decides on tokens, so the issuer's keys are not needed.
+fn smart_metadata(metadata: &str, introspected: bool) -> CoreResult<()> {
     let value: serde_json::Value =
         serde_json::from_str(metadata).map_err(|_| invalid("Metadata must be a string holding a JSON object"))?;
     let object = value.as_object().ok_or_else(|| invalid("Metadata must be a string holding a JSON object"))?;
@@ -191,6 +214,20 @@ fn smart_metadata(metadata: &str) -> CoreResult<()> {
     for element in ["authorization_endpoint", "token_endpoint"] {
         if object.get(element).and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
             return Err(invalid(format!("Metadata {element} must be a non-empty string")));
+        }
+    }
+    if !introspected {
+        for element in ["issuer", "jwks_uri"] {
+            if !object.contains_key(element) {
+                return Err(invalid(format!("Metadata must contain {element} when no IdpLambdaArn validates tokens")));
+            }
+        }
+    }
+    for element in SMART_ENDPOINTS {
+        if let Some(value) = object.get(element) {
+            if !value.as_str().is_some_and(is_endpoint_url) {
+                return Err(invalid(format!("Metadata {element} must be an https URL")));
+            }
         }
     }
     let strings = |element: &str| -> CoreResult<Vec<&str>> {
@@ -370,6 +407,18 @@ mod tests {
         assert_invalid(identity_provider(&smart(Some(&no_s256))), "S256");
         let bad_grant = good.replace("client_credentials", "password");
         assert_invalid(identity_provider(&smart(Some(&bad_grant))), "grant_types_supported");
+        let mut local = smart(Some(good));
+        local.idp_lambda_arn = None;
+        assert_invalid(identity_provider(&local), "issuer when no IdpLambdaArn");
+        let with_keys = good.replacen('{', r#"{"issuer":"https://idp","jwks_uri":"http://127.0.0.1:9000/jwks","#, 1);
+        local.metadata = Some(with_keys.clone());
+        assert!(identity_provider(&local).is_ok(), "loopback http is allowed for a local identity provider");
+        local.metadata = Some(with_keys.replace("http://127.0.0.1:9000/jwks", "http://idp.example/jwks"));
+        assert_invalid(identity_provider(&local), "jwks_uri must be an https URL");
+        local.metadata = Some(with_keys.replace("https://idp/token", "token"));
+        assert_invalid(identity_provider(&local), "token_endpoint must be an https URL");
+        local.metadata = Some(with_keys.replace("https://idp\"", "https://user:pw@idp\""));
+        assert_invalid(identity_provider(&local), "issuer must be an https URL");
         let mut bad_lambda = smart(Some(good));
         bad_lambda.idp_lambda_arn = Some("arn:aws:lambda:us-east-1:123:function:x".into());
         assert_invalid(identity_provider(&bad_lambda), "IdpLambdaArn");
