@@ -430,6 +430,10 @@ def test_each_function_holds_only_the_actions_it_needs(shape):
 # --- the API and its two auth modes ----------------------------------------------------------
 
 
+# The one public route: a SMART datastore's discovery document (only GET, only that path).
+SMART_DISCOVERY = ("/datastore/{id}/r4/.well-known/smart-configuration", "get")
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_routes_target_the_right_functions_with_payload_2(shape):
     resources = stack(SHAPES[shape]).resources()
@@ -440,6 +444,7 @@ def test_routes_target_the_right_functions_with_payload_2(shape):
     assert targets == {
         ("/", "post"): "ControlPlaneFunction",
         ("/datastore/{id}/r4", "x-amazon-apigateway-any-method"): "FhirApiFunction",
+        ("/datastore/{id}/r4/.well-known/smart-configuration", "get"): "FhirApiFunction",
         ("/datastore/{id}/r4/{proxy+}", "x-amazon-apigateway-any-method"): "FhirApiFunction",
     }
     for op in operations(body).values():
@@ -462,7 +467,7 @@ def test_healthlake_mode_puts_the_sigv4_lambda_authorizer_on_every_route(shape):
     resources = stack(SHAPES[shape]).resources()
     body = resources["HttpApi"]["Properties"]["Body"]
     for key, op in operations(body).items():
-        assert op["security"] == [{"HealthLakeSigV4": []}], key
+        assert op["security"] == ([] if key == SMART_DISCOVERY else [{"HealthLakeSigV4": []}]), key
     # Only the scheme in use is declared: FailOnWarnings would reject the deployment otherwise.
     assert set(body["components"]["securitySchemes"]) == {"HealthLakeSigV4"}
     authorizer = body["components"]["securitySchemes"]["HealthLakeSigV4"]["x-amazon-apigateway-authorizer"]
@@ -487,7 +492,7 @@ def test_iam_mode_uses_aws_iam_on_every_route_and_drops_the_access_keys(shape):
     resources = s.resources()
     body = resources["HttpApi"]["Properties"]["Body"]
     for key, op in operations(body).items():
-        assert op["security"] == [{"AWS_IAM": []}], key
+        assert op["security"] == ([] if key == SMART_DISCOVERY else [{"AWS_IAM": []}]), key
     assert body["components"]["securitySchemes"] == {
         "AWS_IAM": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
     }

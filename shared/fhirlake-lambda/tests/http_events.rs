@@ -95,6 +95,32 @@ async fn search_bundle_and_metadata() {
 }
 
 #[tokio::test]
+async fn smart_discovery_is_answered_without_credentials() {
+    let context = memory_context(sample_keys(), None);
+    let metadata = serde_json::json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",
+        "authorization_endpoint": "https://idp.example/authorize", "token_endpoint": "https://idp.example/token",
+        "capabilities": ["launch-standalone"], "code_challenge_methods_supported": ["S256"]});
+    let request = serde_json::json!({"DatastoreTypeVersion": "R4", "DatastoreName": "smart-events",
+        "IdentityProviderConfiguration": {"AuthorizationStrategy": "SMART_ON_FHIR", "Metadata": metadata.to_string()}});
+    let create = Event::load("control-plane/create-datastore.json").with_body(request.to_string().as_bytes()).signed();
+    let created = invoke(&context, &create).await;
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    let datastore = created.json()["DatastoreId"].as_str().expect("an id").to_string();
+
+    let discovery = Event::load("fhir-api/smart-configuration.json").with_datastore(&datastore);
+    assert!(discovery.header("authorization").is_none(), "the sample discovery request carries no credentials");
+    let answered = invoke(&context, &discovery).await;
+    assert_eq!(answered.status, 200, "{}", String::from_utf8_lossy(&answered.body));
+    assert_eq!(answered.header("content-type"), Some("application/json"));
+    assert_eq!(answered.json(), metadata);
+
+    // Any other path without credentials is still refused.
+    let unsigned_read =
+        Event::load("fhir-api/smart-configuration.json").with_datastore(&datastore).replace(".well-known/smart-configuration", "metadata");
+    assert_eq!(invoke(&context, &unsigned_read).await.status, 403);
+}
+
+#[tokio::test]
 async fn bad_json_is_400_and_oversized_bodies_413() {
     let context = memory_context(sample_keys(), None);
     let datastore = create_datastore(&context).await;
