@@ -43,10 +43,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
+/// The data-plane path of the SMART discovery document.
+const SMART_DISCOVERY: [&str; 2] = [".well-known", "smart-configuration"];
+
 /// Which plane a request addresses, from its path.
 enum Plane {
     Control,
-    Data { datastore_id: String, segments: Vec<String> },
+    Data {
+        datastore_id: String,
+        segments: Vec<String>,
+    },
+    /// `GET /datastore/{id}/r4/.well-known/smart-configuration`: public, SMART clients read it
+    /// before they hold any credential.
+    SmartDiscovery {
+        datastore_id: String,
+    },
     Unknown,
 }
 
@@ -62,6 +73,9 @@ fn classify(method: &Method, path: &str) -> Plane {
                 .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned()))
                 .collect();
             match segments {
+                Some(segments) if method == Method::GET && segments.iter().map(String::as_str).eq(SMART_DISCOVERY) => {
+                    Plane::SmartDiscovery { datastore_id: id.to_string() }
+                }
                 Some(segments) => Plane::Data { datastore_id: id.to_string(), segments },
                 None => Plane::Unknown,
             }
@@ -88,13 +102,10 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
             return fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
         }
     };
-    if let Plane::Data { datastore_id, segments } = &plane {
-        if parts.method == Method::GET && segments.iter().map(String::as_str).eq([".well-known", "smart-configuration"]) {
-            // SMART discovery is public: clients read it before they hold any credential.
-            let response = fhir::smart_configuration(&state.services, datastore_id).await;
-            audit::completed(&Caller { principal: "anonymous".into() }, &parts, &response);
-            return response;
-        }
+    if let Plane::SmartDiscovery { datastore_id } = &plane {
+        let response = fhir::smart_configuration(&state.services, datastore_id).await;
+        audit::completed(&Caller { principal: "anonymous".into() }, &parts, &response);
+        return response;
     }
     let caller = match state.authenticator.authenticate(&parts, &body).await {
         Ok(caller) => caller,
@@ -117,7 +128,9 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 fhir::FhirRequest { method: &parts.method, datastore_id: &datastore_id, segments, query, headers: &parts.headers, body };
             fhir::handle(&state.services, request).await
         }
-        Plane::Unknown => fhir::FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").into_response(),
+        Plane::SmartDiscovery { .. } | Plane::Unknown => {
+            fhir::FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").into_response()
+        }
     };
     audit::completed(&caller, &parts, &response);
     response

@@ -106,14 +106,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (default_uri, default_key) = export_defaults;
     let config = match args.export_s3_uri.clone().or(default_uri) {
-        Some(s3_uri) => config.with_export_destination(ExportDestination {
+        Some(s3_uri) => config.with_export_destination(ExportDestination::new(
             s3_uri,
-            kms_key_id: args.export_kms_key_id.clone().unwrap_or(default_key),
-            data_access_role_arn: args
-                .export_role_arn
-                .clone()
-                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/fhirlake-export", args.account_id)),
-        }),
+            args.export_kms_key_id.clone().unwrap_or(default_key),
+            args.export_role_arn.clone(),
+            &args.account_id,
+        )),
         None => config,
     };
     let store = credentials::load_or_generate(&args.data_dir)?;

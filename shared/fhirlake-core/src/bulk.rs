@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use fhirlake_ports::{Condition, Write};
+use fhirlake_ports::{Condition, Item, Write};
 use serde_json::Value;
 
 use crate::datastores::ActiveDatastore;
@@ -176,16 +176,24 @@ impl ResourceService {
         if prepared.is_empty() {
             return Vec::new();
         }
-        let stored = self.store_entries(ds, prepared).await;
-        let prepared: Vec<&PreparedVersion> = prepared.iter().map(|p| &**p).collect();
-        if let Err(error) = stored {
-            let each = |_: &&PreparedVersion| match &error {
+        if let Err(error) = self.store_entries(ds, prepared).await {
+            let each = |_: &&mut PreparedVersion| match &error {
                 resources::CommitError::Storage(s) => Err(resources::CommitError::Storage(s.clone())),
                 resources::CommitError::Core(other) => Err(resources::CommitError::Core(CoreError::Internal(other.to_string()))),
             };
             return prepared.iter().map(each).collect();
         }
-        let puts = prepared.iter().map(|p| Write::Put { item: p.item.clone(), condition: Condition::NotExists }).collect();
+        // The version items move into their puts (nothing reads them afterwards: an outcome
+        // comes from the stored version, cleanup from the entry keys), so bodies are not copied.
+        let puts = prepared
+            .iter_mut()
+            .map(|p| {
+                let stub = Item::new(p.item.key.clone());
+                let item = std::mem::replace(&mut p.item, stub);
+                Write::Put { item, condition: Condition::NotExists }
+            })
+            .collect();
+        let prepared: Vec<&PreparedVersion> = prepared.iter().map(|p| &**p).collect();
         let outcomes = self.backends().table.write_each(puts).await;
         let mut orphaned = Vec::new();
         let mut superseded = Vec::new();

@@ -35,6 +35,15 @@ pub struct ExportDestination {
     pub data_access_role_arn: String,
 }
 
+impl ExportDestination {
+    /// A destination in account `account_id`; without a role, the deployment's own name for
+    /// it, `arn:aws:iam::{account_id}:role/fhirlake-export`, is recorded.
+    pub fn new(s3_uri: String, kms_key_id: String, data_access_role_arn: Option<String>, account_id: &str) -> Self {
+        let data_access_role_arn = data_access_role_arn.unwrap_or_else(|| format!("arn:aws:iam::{account_id}:role/fhirlake-export"));
+        ExportDestination { s3_uri, kms_key_id, data_access_role_arn }
+    }
+}
+
 impl ServiceConfig {
     /// The default [`Self::max_page_size`] (HealthLake's is 100).
     pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;

@@ -5,13 +5,13 @@
 //! it, so `$everything` reads one partition). Key patterns are in [`crate::layout`]; `docs/search.md`
 //! explains how entries become visible with their version and why that makes them consistent.
 
+use std::sync::OnceLock;
+
 use fhirlake_fhir::registry::{self, SearchParamType};
 use fhirlake_fhir::resource as fhir_resource;
 use fhirlake_fhir::search::terms::{index_terms, IndexTerm};
 use fhirlake_fhir::search::{values, SearchValue};
 use fhirlake_ports::{AttrValue, Item, Key};
-use std::sync::OnceLock;
-
 use serde_json::Value;
 
 use crate::crypto::IndexKey;

@@ -167,11 +167,9 @@ impl HttpSettings {
         };
         Ok(HttpSettings {
             workflows: WorkflowSettings::from_lookup(&lookup)?,
-            export_destination: non_empty(&lookup, EXPORT_S3_URI_ENV).map(|s3_uri| ExportDestination {
-                s3_uri,
-                kms_key_id: non_empty(&lookup, EXPORT_KMS_KEY_ID_ENV).unwrap_or_else(|| aws.kms_key.clone()),
-                data_access_role_arn: non_empty(&lookup, EXPORT_ROLE_ARN_ENV)
-                    .unwrap_or_else(|| format!("arn:aws:iam::{account_id}:role/fhirlake-export")),
+            export_destination: non_empty(&lookup, EXPORT_S3_URI_ENV).map(|s3_uri| {
+                let kms_key_id = non_empty(&lookup, EXPORT_KMS_KEY_ID_ENV).unwrap_or_else(|| aws.kms_key.clone());
+                ExportDestination::new(s3_uri, kms_key_id, non_empty(&lookup, EXPORT_ROLE_ARN_ENV), &account_id)
             }),
             region: required(&lookup, REGION_ENV)?,
             account_id,

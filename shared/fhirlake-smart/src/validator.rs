@@ -83,7 +83,9 @@ impl ValidatorConfig {
 pub struct TokenValidator {
     config: ValidatorConfig,
     jwks: Arc<JwksCache>,
-    audiences: Vec<String>,
+    /// The checks of an RS256 and of an ES256 token, set up once.
+    rs256: Validation,
+    es256: Validation,
 }
 
 impl TokenValidator {
@@ -103,7 +105,20 @@ impl TokenValidator {
                 }
             }
         }
-        TokenValidator { config, jwks, audiences }
+        let validation = |alg: Algorithm| {
+            let mut validation = Validation::new(alg.to_jsonwebtoken());
+            validation.algorithms = vec![alg.to_jsonwebtoken()];
+            validation.leeway = config.leeway.as_secs();
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = true;
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.set_issuer(&[&config.issuer]);
+            validation.set_audience(&audiences);
+            validation
+        };
+        let (rs256, es256) = (validation(Algorithm::Rs256), validation(Algorithm::Es256));
+        TokenValidator { config, jwks, rs256, es256 }
     }
 
     /// The configuration in force (with the leeway as bounded).
@@ -126,17 +141,12 @@ impl TokenValidator {
         let alg = Algorithm::from_jose(&header.alg).ok_or(SmartError::DisallowedAlgorithm)?;
         let key = self.jwks.key(&self.config.jwks_uri, header.kid.as_deref(), alg).await?;
 
-        let mut validation = Validation::new(alg.to_jsonwebtoken());
-        validation.algorithms = vec![alg.to_jsonwebtoken()];
-        validation.leeway = self.config.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.audiences);
+        let validation = match alg {
+            Algorithm::Rs256 => &self.rs256,
+            Algorithm::Es256 => &self.es256,
+        };
         let payload =
-            jsonwebtoken::decode::<serde_json::Value>(token, key.decoding_key(), &validation).map_err(|e| map_jwt_error(e.kind()))?.claims;
+            jsonwebtoken::decode::<serde_json::Value>(token, key.decoding_key(), validation).map_err(|e| map_jwt_error(e.kind()))?.claims;
 
         if let Some(iat) = optional_numeric_date(&payload, "iat")? {
             if iat > now_seconds().saturating_add(self.config.leeway.as_secs() as i64) {

@@ -192,9 +192,9 @@ pub async fn status(services: &Services, ds: &ActiveDatastore, base: &str, job_i
     match job.status {
         JobStatus::Completed | JobStatus::CompletedWithErrors => {
             let served = job.export.as_ref().is_some_and(|e| e.served);
-            let url = |f: &fhirlake_core::jobs::ExportedFile| match f.url.rsplit('/').next().filter(|_| served) {
-                Some(name) => format!("{base}export/{job_id}/{name}"),
-                None => f.url.clone(),
+            let url = |f: &fhirlake_core::jobs::ExportedFile| match served {
+                true => format!("{base}export/{job_id}/{}", f.name()),
+                false => f.url.clone(),
             };
             let output: Vec<Value> =
                 job.exported.iter().map(|f| json!({"type": f.resource_type, "url": url(f), "count": f.count})).collect();

@@ -412,13 +412,11 @@ pub(super) async fn finalize(
     let output = steps.open_output(job).await?;
     let folder = output_folder_key(job)?;
     let mut totals = ChunkResult::default();
-    let mut files_with_errors = 0u64;
     let mut file_start = 0;
     while file_start < chunks.len() {
         let file = chunks[file_start].file;
         let file_end = chunks[file_start..].iter().position(|c| c.file != file).map_or(chunks.len(), |n| file_start + n);
         let of_file = &chunks[file_start..file_end];
-        let mut errors = 0;
         let imported: fn(&ChunkResult) -> u64 = |r| r.imported;
         let refused: fn(&ChunkResult) -> u64 = |r| r.customer_errors;
         for (suffix, dir, count) in [("success", "SUCCESS", imported), ("failure", "FAILURE", refused)] {
@@ -443,17 +441,12 @@ pub(super) async fn finalize(
         for chunk in of_file {
             if let Some(result) = results.get(&chunk.number) {
                 totals.add(result);
-                errors += result.customer_errors;
             }
-        }
-        if errors > 0 {
-            files_with_errors += 1;
         }
         file_start = file_end;
     }
     let files = chunks.last().map_or(0, |c| c.file + 1);
-    totals.files_read = files;
-    totals.files_with_errors = files_with_errors;
+    (totals.files_read, totals.files_with_errors) = ChunkResult::file_counts(results.values());
     let folder_uri = job.output_folder();
     let plan = job.plan.clone().unwrap_or_default();
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
@@ -464,7 +457,7 @@ pub(super) async fn finalize(
         "failureOutput": {"failureOutputS3Uri": format!("{folder_uri}FAILURE/")},
         "numberOfScannedFiles": files,
         "numberOfFilesImported": files,
-        "numberOfFilesWithCustomerError": files_with_errors,
+        "numberOfFilesWithCustomerError": totals.files_with_errors,
         "sizeOfScannedFilesInMB": mib(plan.bytes),
         "sizeOfDataImportedSuccessfullyInMB": mib(totals.imported_bytes),
         "numberOfResourcesScanned": totals.scanned,

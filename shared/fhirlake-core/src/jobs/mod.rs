@@ -490,7 +490,7 @@ impl JobService {
             return Err(CoreError::Conflict(format!("export {job_id} is {}", job.status.as_str())));
         }
         let not_found = || CoreError::NotFound(format!("export {job_id} has no file {name}"));
-        let file = job.exported.iter().find(|f| f.url.rsplit('/').next() == Some(name)).ok_or_else(not_found)?;
+        let file = job.exported.iter().find(|f| f.name() == name).ok_or_else(not_found)?;
         let location = S3Location::parse("url", &file.url)?;
         let store = self.steps.open_bucket(&location.bucket, Some(&job.output.kms_key_id), "output").await.map_err(|f| match f {
             JobFailure::Customer(message) => CoreError::NotFound(message),

@@ -120,6 +120,14 @@ pub struct ExportedFile {
     pub count: u64,
 }
 
+impl ExportedFile {
+    /// The file's name, the last part of its URL (`Observation-0003.ndjson`): how the FHIR
+    /// endpoint names a served export's files.
+    pub fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
 /// Everything fhirlake keeps about a job (the `record` attribute).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -61,10 +61,15 @@ const CONTENT: &str = "_content";
 /// contribute nothing. An expression that fails to evaluate gives no values (never an error).
 /// Values are given once each, in the order the expression selects them.
 pub fn extract(resource_type: &str, param: &SearchParamDef, resource: &Value) -> Vec<SearchValue> {
+    extract_with(resource_type, param, &cache::compiled(resource_type, param), resource)
+}
+
+/// [`extract`] with the parameter's expressions for `resource_type` parsed.
+fn extract_with(resource_type: &str, param: &SearchParamDef, compiled: &cache::Compiled, resource: &Value) -> Vec<SearchValue> {
     if param.expression_for(resource_type).is_none() {
         return special(param, resource);
     }
-    extract_compiled(param, &cache::compiled(resource_type, param), resource)
+    extract_compiled(param, compiled, resource)
 }
 
 /// The values of a parameter without an expression (`_text`, `_content`).
@@ -78,7 +83,7 @@ fn special(param: &SearchParamDef, resource: &Value) -> Vec<SearchValue> {
     dedup(out)
 }
 
-/// [`extract`] with the parameter's expressions parsed.
+/// The values of a parameter with an expression, its expressions parsed.
 fn extract_compiled(param: &SearchParamDef, compiled: &cache::Compiled, resource: &Value) -> Vec<SearchValue> {
     let mut out = Vec::new();
     let Some(expression) = &compiled.expression else { return out };
@@ -110,10 +115,7 @@ impl Extractor {
 
     /// What [`extract`] gives for this parameter and type.
     pub fn extract(&self, resource: &Value) -> Vec<SearchValue> {
-        if self.param.expression_for(self.resource_type).is_none() {
-            return special(self.param, resource);
-        }
-        extract_compiled(self.param, self.compiled, resource)
+        extract_with(self.resource_type, self.param, self.compiled, resource)
     }
 }
 
