@@ -436,7 +436,7 @@ def test_bulk_data_export_kicked_off_by_get_serves_its_files_behind_authenticati
     assert sorted(r["id"] for r in observations) == ["obs-0", "obs-2"]
 
 
-def test_bulk_data_export_refuses_what_it_cannot_do(cohort):
+def test_bulk_data_export_refuses_what_it_cannot_do(cohort, buckets):
     ds, fhir = cohort
 
     def outcome(resp, status):
@@ -447,6 +447,9 @@ def test_bulk_data_export_refuses_what_it_cannot_do(cohort):
     outcome(fhir.post("$export", json={"resourceType": "Parameters", "parameter": [{"name": "_elements", "valueString": "id"}]},
                       headers=ASYNC), 400)                                                  # unsupported, in a Parameters body
     outcome(fhir.post("$export", json={"resourceType": "Patient"}, headers=ASYNC), 400)      # neither body form
+    outcome(fhir.post("$export", data=b"{not json", headers={**ASYNC, "Content-Type": "application/json"}), 400)
+    outcome(fhir.post("$export", json={"resourceType": "Parameters", "parameter": [{"name": "_type"}]}, headers=ASYNC),
+            400)                                                                            # a parameter without a value
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_outputFormat": "text/csv"}), 400)
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_elements": "id"}), 400)
     outcome(fhir.post("$export", json=EXPORT_BODY, headers=ASYNC, params={"_type": "Unicorn"}), 400)
