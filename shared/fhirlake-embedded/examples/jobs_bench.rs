@@ -9,7 +9,7 @@
 //!
 //! Each patient has 200 resources (see `synthetic/`), so `--patients 2500` is 500,000 resources.
 //! Prints resources/s and MB/s of: parsing the files, the import job (plan to finalize), and
-//! the export job.
+//! the export job; and the time index extraction alone takes per resource.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -147,6 +147,23 @@ async fn main() {
     }
     let parse = started.elapsed().as_secs_f64();
     println!("raw NDJSON parse (1 thread): {:.0} resources/s, {:.0} MB/s", parsed as f64 / parse, mb / parse);
+
+    // One step of the import on its own: the search values and index entries of a version
+    // (the first file's resources, one thread).
+    let sample: Vec<Value> = std::fs::read(&files[0])
+        .expect("read input")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| serde_json::from_slice(line).expect("valid json"))
+        .collect();
+    let started = Instant::now();
+    let entries: usize = sample.iter().map(|r| fhirlake_core::index::entry_count(r["resourceType"].as_str().unwrap_or_default(), r)).sum();
+    let extraction = started.elapsed().as_secs_f64();
+    println!(
+        "index extraction (1 thread): {:.1} µs/resource, {:.1} entries/resource",
+        extraction * 1e6 / sample.len() as f64,
+        entries as f64 / sample.len() as f64
+    );
 
     let backends =
         Backends::with_system_clock(embedded.items.clone(), embedded.objects.clone(), embedded.keys.clone(), embedded.buckets.clone());
