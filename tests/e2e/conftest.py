@@ -27,6 +27,7 @@ from botocore.config import Config
 
 from aws_emulator import Moto
 from sigv4_http import SigV4Http
+from smart_idp import IntrospectionEndpoint
 
 ACCESS_KEY = "AKIDFHIRLAKEE2ETEST1"
 SECRET_KEY = "e2e/Secret+Key/For/Fhirlake/Tests/0000000"
@@ -140,6 +141,21 @@ class Server:
         self.stop()
         self.start()
 
+    def audit_records(self, keep=lambda record: True, expect=1, timeout=5.0):
+        """The audit records `keep` selects from the server's audit log (`<data-dir>/audit/audit.jsonl`),
+        waiting up to `timeout` seconds for at least `expect` of them: the log is written by a
+        thread of its own, an instant after the response."""
+        path = os.path.join(self.data_dir, "audit", "audit.jsonl")
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(path, encoding="utf-8") as log:
+                records = [json.loads(line) for line in log if line.strip()]
+            assert all(r.pop("type") == "fhirlake.audit" for r in records)
+            kept = [r for r in records if keep(r)]
+            if len(kept) >= expect or time.monotonic() > deadline:
+                return kept
+            time.sleep(0.05)
+
     def logs(self):
         parts = []
         for label, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
@@ -215,12 +231,22 @@ def customer_key(aws_backend):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, aws_backend):
+def introspection():
+    """The token-introspection endpoint the session's server sends the tokens of datastores
+    with an IdpLambdaArn to (its answers are set by the tests)."""
+    endpoint = IntrospectionEndpoint()
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, aws_backend, introspection):
+    extra = ["--token-introspection-url", introspection.url]
     if aws_backend is None:
-        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"))
+        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"), backend_args=extra)
     else:
         srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"),
-                     backend_args=aws_backend.args(), backend_env=aws_backend.moto.env)
+                     backend_args=aws_backend.args() + extra, backend_env=aws_backend.moto.env)
     srv.start()
     yield srv
     srv.stop()

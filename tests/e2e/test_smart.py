@@ -39,8 +39,12 @@ def test_smart_discovery_is_public_and_the_capability_statement_names_the_oauth_
     assert discovery.json() == METADATA
 
     # Only the discovery document is public: the rest of the datastore still needs credentials.
-    assert requests.get(endpoint + "Patient", timeout=10).status_code == 403
-    assert requests.get(endpoint + ".well-known/other", timeout=10).status_code == 403
+    # A SMART datastore tells a client without credentials to bring a bearer token (RFC 6750 §3).
+    for path in ("Patient", ".well-known/other"):
+        refused = requests.get(endpoint + path, timeout=10)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["WWW-Authenticate"] == 'Bearer realm="fhirlake"'
+        assert refused.json()["resourceType"] == "OperationOutcome"
 
     fhir = SigV4Http(endpoint, server.access_key, server.secret_key, server.region)
     statement = fhir.get("metadata").json()

@@ -47,6 +47,7 @@ EVERYTHING_SET = {
     "JobBucketArns": "arn:aws:s3:::hospital-imports,arn:aws:s3:::hospital-exports",
     "JobKmsKeyArns": "arn:aws:kms:us-east-1:111122223333:key/5678abcd-12ab-34cd-56ef-1234567890ab",
     "AlarmTopicArn": "arn:aws:sns:us-east-1:111122223333:fhirlake-alarms",
+    "TokenIntrospectionFunctionArns": "arn:aws:lambda:us-east-1:111122223333:function:token-introspection",
 }
 SHAPES = {"healthlake": HEALTHLAKE, "iam": IAM, "healthlake-all-options": EVERYTHING_SET, "iam-all-options": {**IAM, **EVERYTHING_SET}}
 
@@ -372,7 +373,8 @@ def test_alarms_watch_the_api_table_projector_lag_and_failure_queue_and_notify_t
 def test_roles_are_scoped_to_the_stacks_own_resources(shape):
     overrides = SHAPES[shape]
     resources = stack(overrides).resources()
-    allowed_refs = set(resources) | {"CustomerManagedKeyArns", "JobBucketArns", "JobKmsKeyArns", "AWS::Partition", "AWS::Region", "AWS::AccountId"}
+    allowed_refs = set(resources) | {"CustomerManagedKeyArns", "JobBucketArns", "JobKmsKeyArns", "TokenIntrospectionFunctionArns",
+                                     "AWS::Partition", "AWS::Region", "AWS::AccountId"}
     for binary, (name, function) in functions(resources).items():
         for statement in role_statements(resources, function):
             assert statement["Effect"] == "Allow", binary
@@ -415,6 +417,12 @@ def test_each_function_holds_only_the_actions_it_needs(shape):
             assert {"dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream", "sqs:SendMessage"} <= granted
             puts = [s for s in role_statements(resources, function) if "s3:PutObject" in as_list(s["Action"])]
             assert [s["Resource"] for s in puts] == [{"Fn::Sub": "${ProjectionsBucket.Arn}/projections/*"}]
+        # Only fhir-api judges SMART tokens, and it may invoke exactly the named introspection functions.
+        invoke = [s for s in role_statements(resources, function) if "lambda:InvokeFunction" in as_list(s["Action"])]
+        if "TokenIntrospectionFunctionArns" in overrides and binary == "fhir-api":
+            assert [(s["Action"], s["Resource"]) for s in invoke] == [("lambda:InvokeFunction", {"Ref": "TokenIntrospectionFunctionArns"})]
+        else:
+            assert invoke == [], binary
         cmk = [s for s in role_statements(resources, function) if s["Resource"] == {"Ref": "CustomerManagedKeyArns"}]
         if "CustomerManagedKeyArns" not in overrides or binary == "authorizer":
             assert cmk == [], binary

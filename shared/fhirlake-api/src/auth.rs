@@ -19,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use fhirlake_auth::{AuthError, CredentialStore, HttpRequest, Payload, Verifier};
+use fhirlake_core::access::Access;
 use http::request::Parts;
 
 /// Reloads a credential store on demand, e.g. from a secret that was rotated.
@@ -49,11 +50,50 @@ impl GatewayPrincipal {
     }
 }
 
-/// Who made an authenticated request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// A SigV4 signature the router verified.
+    SigV4,
+    /// API Gateway's IAM authorizer.
+    Iam,
+    /// A SMART on FHIR bearer token.
+    Smart,
+    /// None: the public SMART discovery document.
+    None,
+}
+
+impl Authentication {
+    /// The name the audit trail records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authentication::SigV4 => "sigv4",
+            Authentication::Iam => "iam",
+            Authentication::Smart => "smart",
+            Authentication::None => "none",
+        }
+    }
+}
+
+/// Who made an authenticated request, and what it may touch.
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// The access key id of a SigV4 signature, or the principal the gateway named.
+    /// The access key id of a SigV4 signature, the principal the gateway named, or a SMART
+    /// token's subject (its client id when it has none).
     pub principal: String,
+    /// A SMART token's client id.
+    pub client_id: Option<String>,
+    /// How the caller was authenticated.
+    pub authentication: Authentication,
+    /// What the caller may touch on the data plane.
+    pub access: Access,
+}
+
+impl Caller {
+    /// A caller with the whole datastore in reach (SigV4, IAM).
+    pub fn full(principal: impl Into<String>, authentication: Authentication) -> Caller {
+        Caller { principal: principal.into(), client_id: None, authentication, access: Access::Full }
+    }
 }
 
 /// Why a request was refused. Every variant is answered with 403 in the plane's dialect.
@@ -113,7 +153,7 @@ impl RequestAuthenticator {
     pub async fn authenticate(&self, parts: &Parts, body: &[u8]) -> Result<Caller, AuthFailure> {
         match &self.mode {
             Mode::Gateway => match parts.extensions.get::<GatewayPrincipal>() {
-                Some(principal) if !principal.as_str().is_empty() => Ok(Caller { principal: principal.as_str().to_string() }),
+                Some(principal) if !principal.as_str().is_empty() => Ok(Caller::full(principal.as_str(), Authentication::Iam)),
                 _ => Err(AuthFailure::NoGatewayPrincipal),
             },
             Mode::SigV4 { verifier, credentials, refresh } => {
@@ -132,7 +172,7 @@ impl RequestAuthenticator {
                     },
                     other => other,
                 };
-                Ok(Caller { principal: verified?.access_key_id })
+                Ok(Caller::full(verified?.access_key_id, Authentication::SigV4))
             }
         }
     }

@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+mod bearer;
 pub mod control_plane;
 pub mod fhir;
 
@@ -21,10 +22,12 @@ use axum::response::Response;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use fhirlake_core::Services;
+use fhirlake_ports::audit::AuditLog;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-pub use auth::{AuthFailure, Caller, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
+pub use auth::{AuthFailure, Authentication, Caller, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
+pub use bearer::{BearerAuthenticator, Introspection, OneIntrospector};
 
 /// Largest request body accepted, in bytes (a Lambda response is at most 6 MB; HealthLake
 /// accepts 5 MB per request).
@@ -34,8 +37,12 @@ pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 pub struct AppState {
     /// The services.
     pub services: Services,
-    /// Authenticates requests.
+    /// Authenticates SigV4-signed (or gateway-authenticated) requests.
     pub authenticator: RequestAuthenticator,
+    /// Authenticates SMART on FHIR bearer tokens on the data plane.
+    pub bearer: BearerAuthenticator,
+    /// Where every request's audit record goes.
+    pub audit: Arc<dyn AuditLog>,
 }
 
 /// The router of both planes.
@@ -87,8 +94,12 @@ fn classify(method: &Method, path: &str) -> Plane {
 async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let plane = classify(&parts.method, parts.uri.path());
-    let body = match read_body(body).await {
-        BodyRead::Complete(body) => body,
+    let request_id = parts.extensions.get::<RequestId>().map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.0.clone());
+    let (body, caller, mut response) = match read_body(body).await {
+        BodyRead::Complete(body) => {
+            let (caller, response) = serve(&state, &plane, &parts, &body).await;
+            (body, caller, response)
+        }
         BodyRead::TooLarge => {
             let message = format!("the request body exceeds {MAX_REQUEST_BYTES} bytes");
             let mut response = match plane {
@@ -96,44 +107,114 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 _ => fhir::FhirError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", message).into_response(),
             };
             response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            return response;
+            (Bytes::new(), None, response)
         }
         BodyRead::Failed => {
-            return fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
+            let response = fhir::FhirError::new(StatusCode::BAD_REQUEST, "structure", "the request body could not be read").into_response();
+            (Bytes::new(), None, response)
         }
     };
-    if let Plane::SmartDiscovery { datastore_id } = &plane {
-        let response = fhir::smart_configuration(&state.services, datastore_id).await;
-        audit::completed(&Caller { principal: "anonymous".into() }, &parts, &response);
-        return response;
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let caller = match state.authenticator.authenticate(&parts, &body).await {
+    let done = audit::Completed {
+        request_id: &request_id,
+        parts: &parts,
+        plane: &plane,
+        body: &body,
+        caller: caller.as_ref(),
+        status: response.status().as_u16(),
+    };
+    audit::record(state.audit.as_ref(), done).await;
+    response
+}
+
+/// The response header carrying the request's id, as AWS services name it.
+pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+
+/// A request id the host already has (API Gateway's), as a request extension; without one the
+/// router makes one up. It is returned in [`REQUEST_ID_HEADER`] and recorded in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Authenticates and answers a request whose whole body was read; returns who made it (when
+/// authentication succeeded) and the response.
+async fn serve(state: &AppState, plane: &Plane, parts: &http::request::Parts, body: &Bytes) -> (Option<Caller>, Response) {
+    if let Plane::SmartDiscovery { datastore_id } = plane {
+        let caller = Caller::full("anonymous", Authentication::None);
+        return (Some(caller), fhir::smart_configuration(&state.services, datastore_id).await);
+    }
+    let caller = match authenticate(state, plane, parts, body).await {
         Ok(caller) => caller,
-        Err(e) => {
-            audit::denied(&parts, &e);
-            return match plane {
-                Plane::Control => control_plane::aws_error(StatusCode::FORBIDDEN, e.aws_error_type(), &e.to_string()),
-                _ => fhir::FhirError::new(StatusCode::FORBIDDEN, "security", e.to_string()).into_response(),
-            };
-        }
+        Err(response) => return (None, response),
     };
     let response = match plane {
         Plane::Control => {
             let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-            control_plane::handle(&state.services, target, &body).await
+            control_plane::handle(&state.services, target, body).await
         }
         Plane::Data { datastore_id, segments } => {
             let query = parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-            let request =
-                fhir::FhirRequest { method: &parts.method, datastore_id: &datastore_id, segments, query, headers: &parts.headers, body };
+            let request = fhir::FhirRequest {
+                method: &parts.method,
+                datastore_id,
+                segments: segments.clone(),
+                query,
+                headers: &parts.headers,
+                body: body.clone(),
+                access: &caller.access,
+            };
             fhir::handle(&state.services, request).await
         }
         Plane::SmartDiscovery { .. } | Plane::Unknown => {
             fhir::FhirError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").into_response()
         }
     };
-    audit::completed(&caller, &parts, &response);
-    response
+    (Some(caller), response)
+}
+
+/// Authenticates a request: a bearer token on the data plane is a SMART on FHIR token of the
+/// addressed datastore; anything else goes to the [`RequestAuthenticator`]. A refusal is the
+/// response to send, already recorded in the audit trail.
+async fn authenticate(state: &AppState, plane: &Plane, parts: &http::request::Parts, body: &[u8]) -> Result<Caller, Response> {
+    let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let bearer = authorization.filter(|a| a.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer ")));
+    match (plane, bearer) {
+        (Plane::Data { datastore_id, segments }, Some(authorization)) => {
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let has_query = parts.uri.query().is_some_and(|q| !q.is_empty());
+            let operation = fhirlake_core::operation::data_operation(parts.method.as_str(), &segments, has_query).name;
+            state.bearer.authenticate(&state.services, datastore_id, authorization, operation).await.map_err(|e| {
+                audit::denied(parts, e.status.as_str());
+                e.into_response()
+            })
+        }
+        (Plane::Control, Some(_)) => {
+            audit::denied(parts, "AccessDeniedException");
+            Err(control_plane::aws_error(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                "bearer tokens are accepted on the data plane of SMART on FHIR datastores only",
+            ))
+        }
+        _ => match state.authenticator.authenticate(parts, body).await {
+            Ok(caller) => Ok(caller),
+            Err(e) => {
+                audit::denied(parts, e.aws_error_type());
+                let presigned = parts.uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
+                Err(match plane {
+                    Plane::Control => control_plane::aws_error(StatusCode::FORBIDDEN, e.aws_error_type(), &e.to_string()),
+                    // A SMART client without credentials is told to bring a token (RFC 6750 §3).
+                    Plane::Data { datastore_id, .. }
+                        if authorization.is_none() && !presigned && state.bearer.takes_tokens(&state.services, datastore_id).await =>
+                    {
+                        fhir::FhirError::from(fhirlake_smart::SmartError::MissingToken).into_response()
+                    }
+                    _ => fhir::FhirError::new(StatusCode::FORBIDDEN, "security", e.to_string()).into_response(),
+                })
+            }
+        },
+    }
 }
 
 /// An error response in the dialect of the plane `method` and `path` address: an AWS JSON

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use chrono::Utc;
-use fhirlake_api::{router, AppState, RequestAuthenticator};
+use fhirlake_api::{router, AppState, BearerAuthenticator, RequestAuthenticator};
 use fhirlake_auth::{Credentials, HttpRequest, Payload, Signer, StaticCredentials};
 use fhirlake_core::{Backends, ServiceConfig, Services};
+use fhirlake_ports::audit::{AuditOutcome, MemoryAuditLog};
 use fhirlake_ports::memory::{MemoryItemTable, MemoryKeyService, MemoryObjectStore};
 use fhirlake_ports::{RandomIds, SystemClock};
 use http::{Request, StatusCode};
@@ -21,6 +22,10 @@ fn app() -> axum::Router {
 }
 
 fn app_with(config: ServiceConfig) -> axum::Router {
+    app_auditing(config, Arc::new(MemoryAuditLog::new()))
+}
+
+fn app_auditing(config: ServiceConfig, audit: Arc<MemoryAuditLog>) -> axum::Router {
     let backends = Backends {
         table: Arc::new(MemoryItemTable::new()),
         objects: Arc::new(MemoryObjectStore::new()),
@@ -33,6 +38,8 @@ fn app_with(config: ServiceConfig) -> axum::Router {
     router(Arc::new(AppState {
         services: Services::new(config, backends),
         authenticator: RequestAuthenticator::sigv4("us-east-1", credentials),
+        bearer: BearerAuthenticator::over_https().expect("root certificates"),
+        audit,
     }))
 }
 
@@ -120,5 +127,47 @@ async fn the_configured_page_limit_caps_count_for_search_and_history() {
         assert_eq!(bundle["entry"].as_array().map(Vec::len), Some(3), "{path}");
         let links = bundle["link"].as_array().expect("links");
         assert!(links.iter().any(|l| l["relation"] == "next"), "{path} pages on");
+    }
+}
+
+#[tokio::test]
+async fn every_request_leaves_an_audit_record_with_ids_and_no_content() {
+    let audit = Arc::new(MemoryAuditLog::new());
+    let app = app_auditing(ServiceConfig::new("us-east-1", "123456789012", format!("http://{HOST}")), audit.clone());
+    let (_, created) = send(&app, control("CreateFHIRDatastore", &json!({"DatastoreTypeVersion": "R4"}), true)).await;
+    let id = created["DatastoreId"].as_str().expect("an id").to_string();
+    let (_, described) = send(&app, control("DescribeFHIRDatastore", &json!({"DatastoreId": id}), true)).await;
+    assert_eq!(described["DatastoreProperties"]["DatastoreId"], id.as_str());
+    let patient = json!({"resourceType": "Patient", "name": [{"family": "Secretname"}]}).to_string();
+    let path = format!("/datastore/{id}/r4/Patient");
+    let (_, stored) = send(&app, request("POST", &path, &[("content-type", "application/fhir+json")], patient.as_bytes(), true)).await;
+    let patient_id = stored["id"].as_str().expect("id").to_string();
+    let response = app.clone().oneshot(request("GET", &format!("{path}/{patient_id}"), &[], b"", true)).await.expect("infallible");
+    let request_id = response.headers().get("x-amzn-requestid").expect("a request id").to_str().unwrap().to_string();
+    send(&app, request("GET", &format!("{path}?family=Secretname"), &[], b"", false)).await;
+
+    let records = audit.records();
+    let summary: Vec<(&str, &str, &str, u16)> =
+        records.iter().map(|r| (r.plane.as_str(), r.operation.as_str(), r.principal.as_str(), r.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("control", "CreateFHIRDatastore", "AKIDTEST", 200),
+            ("control", "DescribeFHIRDatastore", "AKIDTEST", 200),
+            ("data", "CreateResource", "AKIDTEST", 201),
+            ("data", "ReadResource", "AKIDTEST", 200),
+            ("data", "SearchWithGet", "anonymous", 403),
+        ]
+    );
+    assert_eq!(records[1].datastore_id.as_deref(), Some(id.as_str()));
+    let read = &records[3];
+    assert_eq!((read.resource_type.as_deref(), read.resource_id.as_deref()), (Some("Patient"), Some(patient_id.as_str())));
+    assert_eq!(read.request_id, request_id);
+    assert_eq!(read.authentication, "sigv4");
+    assert_eq!(read.outcome, AuditOutcome::Success);
+    assert_eq!((records[4].outcome, records[4].authentication.as_str()), (AuditOutcome::Denied, "none"));
+    for record in &records {
+        let line = String::from_utf8(record.to_json_line()).unwrap();
+        assert!(!line.contains("Secretname"), "{line}");
     }
 }

@@ -9,7 +9,9 @@
 //! - [`SecretsManagerCredentials`]: the access key pair of HealthLake-compatible SigV4
 //!   authentication, from one Secrets Manager secret, as a [`fhirlake_auth::StaticCredentials`];
 //! - [`StepFunctionsWorkflows`]: [`Workflows`](fhirlake_ports::Workflows) on the Step Functions
-//!   state machines of bulk import and export (one execution per job, named by the job id).
+//!   state machines of bulk import and export (one execution per job, named by the job id);
+//! - [`LambdaIntrospector`]: [`TokenIntrospector`](fhirlake_smart::TokenIntrospector) on a SMART
+//!   datastore's token-validation Lambda (`IdpLambdaArn`), one synchronous `Invoke` per request.
 //!
 //! Clients come from the standard AWS configuration ([`AwsClients::from_env`]), so the same code
 //! runs against AWS or a local emulator (`AWS_ENDPOINT_URL`). No `aws_sdk_*` type crosses a port:
@@ -22,6 +24,7 @@ mod dynamodb_attrs;
 mod dynamodb_item_table;
 mod error;
 mod kms_key_service;
+mod lambda_introspector;
 #[cfg(feature = "moto")]
 pub mod moto;
 mod s3_buckets;
@@ -35,6 +38,7 @@ pub use aws_backend::{
 pub use config::{load_sdk_config, AwsClients};
 pub use dynamodb_item_table::{create_table_if_missing, DynamoDbItemTable};
 pub use kms_key_service::{create_key_if_missing, KmsKeyService, DATA_KEY_CACHE_CAPACITY, ENCRYPTION_CONTEXT_KEY};
+pub use lambda_introspector::LambdaIntrospector;
 pub use s3_buckets::S3Buckets;
 pub use s3_object_store::{create_bucket_if_missing, S3ObjectStore};
 pub use secrets_manager_credentials::SecretsManagerCredentials;

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fhirlake_api::{router, AppState, RequestAuthenticator};
+use fhirlake_api::{router, AppState, BearerAuthenticator, OneIntrospector, RequestAuthenticator};
 use fhirlake_core::{Backends, ExportDestination, ServiceConfig, Services};
+use fhirlake_embedded::JsonLinesAuditLog;
+use fhirlake_smart::HttpIntrospector;
 
 use crate::aws_args::AwsArgs;
 use crate::credentials;
@@ -68,6 +70,11 @@ pub struct ServeArgs {
     /// `arn:aws:iam::<account>:role/fhirlake-export`).
     #[arg(long, env = "FHIRLAKE_EXPORT_ROLE_ARN")]
     export_role_arn: Option<String>,
+    /// Where tokens of datastores with an IdpLambdaArn are judged: an HTTP endpoint that takes
+    /// HealthLake's token-introspection event as a JSON POST and answers as the Lambda would
+    /// (https, or http on loopback; 1 s budget). Without it such tokens are answered 503.
+    #[arg(long, env = "FHIRLAKE_TOKEN_INTROSPECTION_URL")]
+    token_introspection_url: Option<String>,
 }
 
 /// The embedded store's default export bucket, under `<data-dir>/s3/`.
@@ -122,11 +129,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(jobs = resumed, "resumed unfinished import and export jobs");
         }
     }
-    let state = Arc::new(AppState { services, authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)) });
+    let mut bearer = BearerAuthenticator::over_https().context("loading the trusted root certificates for SMART token keys")?;
+    if let Some(url) = &args.token_introspection_url {
+        let introspector = HttpIntrospector::new(url).with_context(|| format!("--token-introspection-url {url}"))?;
+        bearer = bearer.with_introspection(Arc::new(OneIntrospector(Arc::new(introspector))));
+    }
+    let audit_path = args.data_dir.join("audit").join("audit.jsonl");
+    let audit = Arc::new(JsonLinesAuditLog::open(&audit_path).with_context(|| format!("opening the audit log {}", audit_path.display()))?);
+    let state = Arc::new(AppState {
+        services,
+        authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)),
+        bearer,
+        audit: audit.clone(),
+    });
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, url = %public_base_url, backend = ?args.backend, data_dir = %args.data_dir.display(), region = %args.region, "fhirlake is serving");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    if let Err(e) = audit.flush().await {
+        tracing::error!(error = %e, "the audit log could not be synced at shutdown");
+    }
     tracing::info!("fhirlake stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! against the ports and shared by every entrypoint (Lambda functions and `fhirlake serve`).
 #![warn(missing_docs)]
 
+pub mod access;
 mod bulk;
 mod commit_record;
 pub mod conditional;
@@ -12,6 +13,7 @@ mod error;
 pub mod index;
 pub mod jobs;
 pub mod layout;
+pub mod operation;
 pub mod resources;
 pub mod search;
 mod services;

@@ -923,7 +923,8 @@ fn contention() -> CoreError {
 }
 
 /// The resource after the patch document is applied (not yet validated).
-pub(crate) fn apply_patch(current: &Value, document: &PatchDocument) -> CoreResult<Value> {
+/// The result of applying `document` to `current`, without writing it.
+pub fn apply_patch(current: &Value, document: &PatchDocument) -> CoreResult<Value> {
     match document {
         PatchDocument::Json(doc) => patch::apply_json_patch(current, doc),
         PatchDocument::FhirPath(doc) => patch::apply_fhirpath_patch(current, doc),

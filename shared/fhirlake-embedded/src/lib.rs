@@ -7,6 +7,8 @@
 //! | `KeyService` | [`LocalKeyFile`] | a 0600 file holding a 256-bit master secret |
 //! | `Buckets` | [`LocalBuckets`] | `s3://bucket/key` as `<data_dir>/s3/bucket/key` (jobs' input and output) |
 //!
+//! [`JsonLinesAuditLog`] is the audit trail's sink: an append-only 0600 file of JSON lines.
+//!
 //! [`allocator`] is the process allocator `fhirlake serve` runs on, and its settings.
 //!
 //! [`EmbeddedBackend::open`] opens all four under one data directory. The item table's byte
@@ -17,12 +19,14 @@
 pub mod allocator;
 mod embedded_backend;
 mod item_codec;
+mod json_lines_audit_log;
 mod local_buckets;
 mod local_key_file;
 mod local_object_store;
 mod redb_item_table;
 
 pub use embedded_backend::EmbeddedBackend;
+pub use json_lines_audit_log::JsonLinesAuditLog;
 pub use local_buckets::LocalBuckets;
 pub use local_key_file::LocalKeyFile;
 pub use local_object_store::LocalObjectStore;

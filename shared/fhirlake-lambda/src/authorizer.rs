@@ -10,8 +10,14 @@
 //! full. So requests that could never verify (unsigned, expired, for another service or
 //! region, an unknown key) are turned away before they cost a function invocation.
 //!
-//! Bearer tokens (SMART on FHIR) are denied for now, with the reason logged and no token
-//! content.
+//! Bearer tokens (SMART on FHIR) on the data plane get the same treatment:
+//! [`fhirlake_smart::validator::precheck`] turns away what can never validate (oversized,
+//! malformed, `alg` other than RS256/ES256 — `none` and HS* included —, expired), and the rest
+//! pass with `{"authentication": "bearer"}`. `fhir-api` then validates the token in full
+//! against the datastore's issuer and JWKS (signature, `iss`, `aud`, `nbf`) and enforces its
+//! scopes, with the same code `fhirlake serve` runs; nothing the authorizer passes on is
+//! trusted for authorization. Bearer tokens on the control plane are denied. Reasons are
+//! logged without token content.
 
 use std::sync::Arc;
 
@@ -20,6 +26,7 @@ use chrono::{DateTime, Utc};
 use fhirlake_api::CredentialRefresh;
 use fhirlake_auth::{AuthError, CredentialStore, HttpRequest, Payload, Verifier};
 use fhirlake_aws::SecretsManagerCredentials;
+use fhirlake_smart::SmartError;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +37,9 @@ use crate::LambdaError;
 /// The key of the access key id in the authorizer's `context` (the integration reads it as
 /// `requestContext.authorizer.lambda.accessKeyId`).
 pub const ACCESS_KEY_ID_CONTEXT_KEY: &str = "accessKeyId";
+
+/// The key the authorizer sets to `bearer` for a bearer token it let through.
+pub const AUTHENTICATION_CONTEXT_KEY: &str = "authentication";
 
 /// A simple response of an HTTP API Lambda authorizer (payload format 2.0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +58,12 @@ impl AuthorizerResponse {
         AuthorizerResponse { is_authorized: true, context }
     }
 
+    fn allow_bearer() -> Self {
+        let mut context = serde_json::Map::new();
+        context.insert(AUTHENTICATION_CONTEXT_KEY.to_string(), serde_json::Value::String("bearer".into()));
+        AuthorizerResponse { is_authorized: true, context }
+    }
+
     fn deny() -> Self {
         AuthorizerResponse { is_authorized: false, context: serde_json::Map::new() }
     }
@@ -58,17 +74,29 @@ impl AuthorizerResponse {
 enum Denial {
     /// A SigV4 pre-check failed.
     SigV4(AuthError),
-    /// A bearer token: SMART on FHIR is not supported yet.
-    BearerToken,
+    /// A bearer token that can never validate.
+    BearerToken(SmartError),
+    /// A bearer token on the control plane, which takes SigV4 only.
+    BearerOnControlPlane,
 }
 
 impl Denial {
     fn reason(&self) -> &'static str {
         match self {
             Denial::SigV4(error) => error.aws_error_type(),
-            Denial::BearerToken => "bearer tokens (smart on fhir) are not supported yet",
+            Denial::BearerToken(_) => "invalid bearer token",
+            Denial::BearerOnControlPlane => "bearer tokens are not accepted on the control plane",
         }
     }
+}
+
+/// Why the authorizer let a request through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Allowed {
+    /// A signature that passed the pre-check, by this access key id.
+    Signature(String),
+    /// A bearer token on the data plane that passed the pre-check.
+    Bearer,
 }
 
 /// Everything the authorizer keeps between events.
@@ -106,9 +134,13 @@ impl AuthorizerContext {
         let method = event.request_context.http.method.as_str();
         let path = event.raw_path.as_deref().unwrap_or("/");
         match self.decide(event, Utc::now()).await {
-            Ok(access_key_id) => {
+            Ok(Allowed::Signature(access_key_id)) => {
                 tracing::info!(target: "fhirlake::audit", principal = %access_key_id, method, path, "authorizer allowed");
                 AuthorizerResponse::allow(access_key_id)
+            }
+            Ok(Allowed::Bearer) => {
+                tracing::info!(target: "fhirlake::audit", method, path, "authorizer passed a bearer token on");
+                AuthorizerResponse::allow_bearer()
             }
             Err(denial) => {
                 tracing::warn!(target: "fhirlake::audit", method, path, reason = denial.reason(), "authorizer denied");
@@ -117,10 +149,15 @@ impl AuthorizerContext {
         }
     }
 
-    async fn decide(&self, event: &ApiGatewayV2CustomAuthorizerV2Request, now: DateTime<Utc>) -> Result<String, Denial> {
-        let authorization = event.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
-        if authorization.len() >= 7 && authorization[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Err(Denial::BearerToken);
+    async fn decide(&self, event: &ApiGatewayV2CustomAuthorizerV2Request, now: DateTime<Utc>) -> Result<Allowed, Denial> {
+        let authorization = event.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if authorization.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer ")) {
+            if !event.raw_path.as_deref().unwrap_or("/").starts_with("/datastore/") {
+                return Err(Denial::BearerOnControlPlane);
+            }
+            let token = fhirlake_smart::bearer_token(authorization).map_err(Denial::BearerToken)?;
+            fhirlake_smart::validator::precheck(token).map_err(Denial::BearerToken)?;
+            return Ok(Allowed::Bearer);
         }
         let headers: Vec<(&str, &[u8])> = event.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let request = HttpRequest::new(
@@ -138,7 +175,7 @@ impl AuthorizerContext {
             },
             other => other,
         };
-        checked.map(|c| c.access_key_id).map_err(Denial::SigV4)
+        checked.map(|c| Allowed::Signature(c.access_key_id)).map_err(Denial::SigV4)
     }
 }
 
@@ -157,7 +194,8 @@ mod tests {
     #[test]
     fn denial_reasons_are_lowercase_types_or_text() {
         assert_eq!(Denial::SigV4(AuthError::Expired).reason(), "InvalidSignatureException");
-        let bearer = Denial::BearerToken.reason();
-        assert_eq!(bearer, bearer.to_lowercase());
+        for denial in [Denial::BearerToken(SmartError::Expired), Denial::BearerOnControlPlane] {
+            assert_eq!(denial.reason(), denial.reason().to_lowercase());
+        }
     }
 }

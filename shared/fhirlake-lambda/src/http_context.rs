@@ -23,16 +23,21 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
-use fhirlake_api::{plane_error, router, AppState, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
+use fhirlake_api::{
+    plane_error, router, AppState, BearerAuthenticator, CredentialRefresh, GatewayPrincipal, Introspection, RequestAuthenticator, RequestId,
+};
 use fhirlake_auth::CredentialStore;
+use fhirlake_aws::LambdaIntrospector;
 use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials, StepFunctionsWorkflows};
 use fhirlake_core::{Backends, ExportDestination, ServiceConfig, Services};
+use fhirlake_ports::audit::StdoutAuditLog;
 use fhirlake_ports::Workflows;
+use fhirlake_smart::TokenIntrospector;
 use http::StatusCode;
 use tower::ServiceExt;
 
 use crate::access_keys::AccessKeys;
-use crate::request_context::{iam_user_arn, public_base_url};
+use crate::request_context::{gateway_request_id, iam_user_arn, public_base_url};
 use crate::settings::{AuthMode, HttpSettings};
 use crate::LambdaError;
 
@@ -69,7 +74,32 @@ pub struct HttpContext {
     backends: Backends,
     authentication: Authentication,
     workflows: Option<Arc<dyn Workflows>>,
+    introspection: Option<Arc<dyn Introspection>>,
     router: tokio::sync::OnceCell<Router>,
+}
+
+/// The token-introspection functions datastores name (`IdpLambdaArn`), invoked through one
+/// Lambda client, an introspector per function.
+pub struct LambdaIntrospection {
+    sdk: SdkConfig,
+    introspectors: std::sync::Mutex<std::collections::HashMap<String, Arc<LambdaIntrospector>>>,
+}
+
+impl LambdaIntrospection {
+    /// Invokes functions through `sdk`'s region and credentials.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        LambdaIntrospection { sdk: sdk.clone(), introspectors: Default::default() }
+    }
+}
+
+impl Introspection for LambdaIntrospection {
+    fn introspector(&self, idp_lambda_arn: &str) -> Arc<dyn TokenIntrospector> {
+        let mut introspectors = self.introspectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        introspectors
+            .entry(idp_lambda_arn.to_string())
+            .or_insert_with(|| Arc::new(LambdaIntrospector::from_sdk_config(&self.sdk, idp_lambda_arn)))
+            .clone()
+    }
 }
 
 impl HttpContext {
@@ -85,6 +115,7 @@ impl HttpContext {
             backends,
             authentication,
             workflows: None,
+            introspection: None,
             router: tokio::sync::OnceCell::new(),
         }
     }
@@ -93,6 +124,12 @@ impl HttpContext {
     /// in this process.
     pub fn with_workflows(mut self, workflows: Arc<dyn Workflows>) -> Self {
         self.workflows = Some(workflows);
+        self
+    }
+
+    /// Judging the tokens of datastores with an `IdpLambdaArn` through `introspection`.
+    pub fn with_introspection(mut self, introspection: Arc<dyn Introspection>) -> Self {
+        self.introspection = Some(introspection);
         self
     }
 
@@ -136,7 +173,8 @@ impl HttpContext {
         };
         let context = Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
             .with_max_page_size(settings.max_page_size)
-            .with_export_destination(settings.export_destination.clone());
+            .with_export_destination(settings.export_destination.clone())
+            .with_introspection(Arc::new(LambdaIntrospection::new(sdk)));
         Ok(match &settings.workflows {
             Some(arns) => context.with_workflows(Arc::new(StepFunctionsWorkflows::new(
                 clients.sfn.clone(),
@@ -179,9 +217,13 @@ impl HttpContext {
             Authentication::Iam => iam_user_arn(&request),
             Authentication::SigV4 { .. } => None,
         };
+        let request_id = gateway_request_id(&request);
         let (mut parts, body) = request.into_parts();
         if let Some(principal) = principal {
             parts.extensions.insert(GatewayPrincipal::new(principal));
+        }
+        if let Some(id) = request_id {
+            parts.extensions.insert(RequestId(id));
         }
         let body = match body {
             lambda_http::Body::Text(text) => axum::body::Body::from(text),
@@ -212,6 +254,14 @@ impl HttpContext {
             Some(workflows) => Services::with_workflows(config, self.backends.clone(), workflows.clone()),
             None => Services::new(config, self.backends.clone()),
         };
-        router(Arc::new(AppState { services, authenticator }))
+        router(Arc::new(AppState {
+            services,
+            authenticator,
+            bearer: match &self.introspection {
+                Some(introspection) => BearerAuthenticator::over_https_or_unavailable().with_introspection(introspection.clone()),
+                None => BearerAuthenticator::over_https_or_unavailable(),
+            },
+            audit: Arc::new(StdoutAuditLog::new()),
+        }))
     }
 }

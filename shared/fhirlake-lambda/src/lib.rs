@@ -43,9 +43,9 @@ use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::service_fn;
 
 pub use access_keys::{AccessKeys, KeySource};
-pub use authorizer::{AuthorizerContext, AuthorizerResponse, ACCESS_KEY_ID_CONTEXT_KEY};
+pub use authorizer::{AuthorizerContext, AuthorizerResponse, ACCESS_KEY_ID_CONTEXT_KEY, AUTHENTICATION_CONTEXT_KEY};
 pub use error::LambdaError;
-pub use http_context::{Authentication, HttpContext};
+pub use http_context::{Authentication, HttpContext, LambdaIntrospection};
 pub use job_steps::{
     job_step_service, run_job_step, run_job_step_with, JobStep, JobStepContext, PlanResult, S3Object, StepError, INVALID_TASK, STEP_FAILED,
 };

@@ -26,6 +26,13 @@ pub fn iam_user_arn(request: &lambda_http::Request) -> Option<String> {
     context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone().filter(|arn| !arn.is_empty())
 }
 
+/// API Gateway's id of the request (`requestContext.requestId`), which the router returns and
+/// records in the audit trail, so both can be matched with API Gateway's access logs.
+pub fn gateway_request_id(request: &lambda_http::Request) -> Option<String> {
+    let RequestContext::ApiGatewayV2(context) = request.request_context_ref()? else { return None };
+    context.request_id.clone().filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ async fn requests_that_could_never_verify_are_denied() {
         ),
         ("x-amz-date not signed", date_not_signed),
         ("unsigned payload", unsigned_payload),
-        ("bearer token", Event::load("authorizer/bearer-token.json")),
+        ("bearer token without exp", Event::load("authorizer/bearer-token.json")),
     ];
     for (case, event) in cases {
         let response = authorize(&context(), &event).await;
@@ -91,5 +91,36 @@ fn every_sample_event_parses_as_an_authorizer_v2_request() {
         assert_eq!(event.version.as_deref(), Some("2.0"), "{}", path.display());
         assert!(event.headers.contains_key("authorization"), "{}", path.display());
         assert_eq!(event.request_context.http.method, http::Method::GET, "{}", path.display());
+    }
+}
+
+/// A compact JWS with this header and payload and a placeholder signature.
+fn jws(header: serde_json::Value, payload: serde_json::Value) -> String {
+    use base64::Engine;
+    let part = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+    format!("{}.{}.c2lnbmF0dXJl", part(header), part(payload))
+}
+
+#[tokio::test]
+async fn bearer_tokens_that_could_validate_pass_to_the_function_which_validates_them_in_full() {
+    let exp = chrono::Utc::now().timestamp() + 300;
+    let good = jws(serde_json::json!({"alg": "RS256", "kid": "k1"}), serde_json::json!({"exp": exp, "scope": "system/*.rs"}));
+    let event = Event::load("authorizer/bearer-token.json").set_header("authorization", &format!("Bearer {good}"));
+    let response = authorize(&context(), &event).await;
+    assert!(response.is_authorized);
+    assert_eq!(response.context.get("authentication"), Some(&serde_json::json!("bearer")));
+    assert!(!response.context.contains_key("accessKeyId"));
+
+    let refused = [
+        ("alg none", jws(serde_json::json!({"alg": "none"}), serde_json::json!({"exp": exp}))),
+        ("hs256", jws(serde_json::json!({"alg": "HS256"}), serde_json::json!({"exp": exp}))),
+        ("expired", jws(serde_json::json!({"alg": "ES256"}), serde_json::json!({"exp": exp - 3600}))),
+        ("not a jws", "opaque-token".to_string()),
+    ];
+    for (case, token) in refused {
+        let event = Event::load("authorizer/bearer-token.json").set_header("authorization", &format!("Bearer {token}"));
+        let response = authorize(&context(), &event).await;
+        assert!(!response.is_authorized, "{case}");
+        assert!(response.context.is_empty(), "{case}");
     }
 }

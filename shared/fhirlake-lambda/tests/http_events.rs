@@ -114,10 +114,12 @@ async fn smart_discovery_is_answered_without_credentials() {
     assert_eq!(answered.header("content-type"), Some("application/json"));
     assert_eq!(answered.json(), metadata);
 
-    // Any other path without credentials is still refused.
+    // Any other path without credentials is still refused, with the bearer challenge of RFC 6750.
     let unsigned_read =
         Event::load("fhir-api/smart-configuration.json").with_datastore(&datastore).replace(".well-known/smart-configuration", "metadata");
-    assert_eq!(invoke(&context, &unsigned_read).await.status, 403);
+    let refused = invoke(&context, &unsigned_read).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Bearer realm=\"fhirlake\""));
 }
 
 #[tokio::test]

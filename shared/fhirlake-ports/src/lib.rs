@@ -8,9 +8,10 @@
 //!
 //! Every trait is `Send + Sync + 'static` and object safe, so services hold `Arc<dyn Trait>`.
 //! Contracts are written on each method; adapters are checked against them by the one
-//! conformance suite in [`testsuite`] (feature `testsuite`).
+//! conformance suite in [`testsuite`] (feature `testsuite`). [`audit`] is the audit trail's port, used by the router.
 #![warn(missing_docs)]
 
+pub mod audit;
 mod buckets;
 mod clock;
 mod error;
@@ -24,6 +25,7 @@ mod object_store;
 pub mod testsuite;
 mod workflows;
 
+pub use audit::{audit_time, AuditLog, AuditOutcome, AuditRecord, MemoryAuditLog, StdoutAuditLog};
 pub use buckets::{Buckets, MemoryBuckets};
 pub use clock::{Clock, IdSource, RandomIds, SystemClock};
 pub use error::{StorageError, StorageErrorKind, StorageResult};

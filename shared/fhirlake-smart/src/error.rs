@@ -10,7 +10,7 @@
 //! | [`Malformed`](SmartError::Malformed), [`TokenTooLarge`](SmartError::TokenTooLarge), [`DisallowedAlgorithm`](SmartError::DisallowedAlgorithm), [`UnknownKey`](SmartError::UnknownKey), [`BadSignature`](SmartError::BadSignature), [`Expired`](SmartError::Expired), [`NotYetValid`](SmartError::NotYetValid), [`WrongIssuer`](SmartError::WrongIssuer), [`WrongAudience`](SmartError::WrongAudience), [`InvalidClaim`](SmartError::InvalidClaim) | 401 | `error="invalid_token"` |
 //! | [`InsufficientScope`](SmartError::InsufficientScope) | 403 | `error="insufficient_scope"` |
 //! | [`MissingLaunchContext`](SmartError::MissingLaunchContext) | 403 | none |
-//! | [`KeysUnavailable`](SmartError::KeysUnavailable) | 503 | none |
+//! | [`KeysUnavailable`](SmartError::KeysUnavailable), [`IntrospectionUnavailable`](SmartError::IntrospectionUnavailable) | 503 | none |
 //! | [`Config`](SmartError::Config) | 500 | none |
 //!
 //! Messages are short, lowercase, without a trailing period, and built only from static text:
@@ -24,7 +24,8 @@ pub enum SmartErrorKind {
     Unauthorized,
     /// 403: a valid token that does not allow this request.
     Forbidden,
-    /// 503: the issuer's signing keys could not be fetched; try again later.
+    /// 503: the issuer's signing keys could not be fetched, or the token-validation function
+    /// gave no answer; try again later.
     Unavailable,
     /// 500: fhirlake itself is misconfigured.
     Internal,
@@ -75,6 +76,11 @@ pub enum SmartError {
     /// The issuer's JWKS could not be fetched or read.
     #[error("issuer signing keys unavailable: {0}")]
     KeysUnavailable(&'static str),
+    /// The token-validation function (a datastore's `IdpLambdaArn`, or its local stand-in) could
+    /// not be asked, did not answer within the budget, failed, or answered something unreadable:
+    /// the token was not judged at all.
+    #[error("token introspection unavailable: {0}")]
+    IntrospectionUnavailable(&'static str),
     /// fhirlake's SMART configuration is unusable (for example a plain-http JWKS URI).
     #[error("smart configuration error: {0}")]
     Config(&'static str),
@@ -96,7 +102,7 @@ impl SmartError {
             | SmartError::WrongAudience
             | SmartError::InvalidClaim(_) => SmartErrorKind::Unauthorized,
             SmartError::InsufficientScope | SmartError::MissingLaunchContext => SmartErrorKind::Forbidden,
-            SmartError::KeysUnavailable(_) => SmartErrorKind::Unavailable,
+            SmartError::KeysUnavailable(_) | SmartError::IntrospectionUnavailable(_) => SmartErrorKind::Unavailable,
             SmartError::Config(_) => SmartErrorKind::Internal,
         }
     }
@@ -151,6 +157,7 @@ mod tests {
             SmartError::InsufficientScope,
             SmartError::MissingLaunchContext,
             SmartError::KeysUnavailable("jwks fetch timed out"),
+            SmartError::IntrospectionUnavailable("introspection timed out"),
             SmartError::Config("jwks uri must use https"),
         ]
     }
@@ -173,6 +180,7 @@ mod tests {
         assert_eq!(SmartError::InsufficientScope.http_status(), 403);
         assert_eq!(SmartError::MissingLaunchContext.http_status(), 403);
         assert_eq!(SmartError::KeysUnavailable("x").http_status(), 503);
+        assert_eq!(SmartError::IntrospectionUnavailable("x").http_status(), 503);
         assert_eq!(SmartError::Config("x").http_status(), 500);
     }
 

@@ -18,6 +18,10 @@
 //! - [`validator`]: [`TokenValidator`] checks size, algorithm (RS256 and ES256 only), key,
 //!   signature, `exp`/`nbf`/`iat` within a bounded leeway, `iss` and `aud`, then builds the
 //!   claims.
+//! - [`introspection`]: HealthLake's `IdpLambdaArn` contract, where a function decides about the
+//!   token instead: the [`IntrospectionEvent`] it is sent, the [`TokenIntrospector`] port
+//!   ([`HttpIntrospector`] is the local stand-in; `fhirlake_aws::LambdaIntrospector` the Lambda),
+//!   and [`claims_from_introspection`], which checks its answer and builds the claims.
 //!
 //! Deny by default throughout: a scope that does not parse is ignored, a key that does not fit
 //! the algorithm is skipped, and nothing the token says ever appears in an error message.
@@ -48,6 +52,7 @@
 pub mod claims;
 mod error;
 mod http_jwks_source;
+pub mod introspection;
 pub mod jwks;
 pub mod scopes;
 pub mod validator;
@@ -55,6 +60,10 @@ pub mod validator;
 pub use claims::{FhirUser, TokenClaims};
 pub use error::{SmartError, SmartErrorKind};
 pub use http_jwks_source::HttpJwksSource;
+pub use introspection::{
+    claims_from_introspection, introspect_token, HttpIntrospector, IntrospectedToken, IntrospectionEvent, TokenIntrospector,
+    INTROSPECTION_BUDGET,
+};
 pub use jwks::{Algorithm, JwksCache, JwksSource, VerifyingKey};
 pub use scopes::{
     Context, ContextGrant, Grant, Interaction, Interactions, NonResourceScope, ResourceScope, Restriction, ScopeFilter, ScopeSet,

@@ -9,15 +9,17 @@
 use axum::response::Response;
 use bytes::Bytes;
 use fhirlake_core::datastores::ActiveDatastore;
+use fhirlake_core::resources::PatchDocument;
 use fhirlake_core::transaction::EntryResult;
 use fhirlake_core::Services;
 use fhirlake_fhir::outcome::operation_outcome;
-use fhirlake_fhir::transaction::{self, response_bundle, Body, BundleKind, EntryRequest, EntryResponse, Plan};
+use fhirlake_fhir::transaction::{self, response_bundle, Body, BundleKind, EntryRequest, EntryResponse, Method, Plan, Target};
 use http::{header, HeaderMap, HeaderValue, Method as HttpMethod, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::error::FhirError;
+use super::guard::{authorize_write, Write};
 use super::response::fhir_json;
 use super::{dispatch_entry, parse_resource, FhirRequest};
 
@@ -25,8 +27,11 @@ use super::{dispatch_entry, parse_resource, FhirRequest};
 pub async fn process(services: &Services, ds: &ActiveDatastore, req: &FhirRequest<'_>, base: &str) -> Result<Response, FhirError> {
     super::negotiation::check_content_type(req.headers, false)?;
     let body = parse_resource(&req.body)?;
-    let bundle =
-        transaction::parse(&body, base.trim_end_matches('/')).map_err(|issues| FhirError { status: StatusCode::BAD_REQUEST, issues })?;
+    let bundle = transaction::parse(&body, base.trim_end_matches('/')).map_err(|issues| FhirError {
+        status: StatusCode::BAD_REQUEST,
+        issues,
+        challenge: None,
+    })?;
     let mut responses = Vec::with_capacity(bundle.entries.len());
     match bundle.kind {
         BundleKind::Batch => {
@@ -39,6 +44,13 @@ pub async fn process(services: &Services, ds: &ActiveDatastore, req: &FhirReques
             }
         }
         BundleKind::Transaction => {
+            if !req.access.is_full() {
+                for entry in &bundle.entries {
+                    if let Some(request) = entry.request() {
+                        authorize_transaction_write(services, ds, req, request).await?;
+                    }
+                }
+            }
             let results = services.transactions.commit(ds, &bundle).await?;
             for index in bundle.processing_order() {
                 let Some(request) = bundle.entries[index].request() else { continue };
@@ -52,6 +64,44 @@ pub async fn process(services: &Services, ds: &ActiveDatastore, req: &FhirReques
     }
     let bundle = response_bundle(bundle.kind, responses);
     Ok(fhir_json(StatusCode::OK, serde_json::to_vec(&bundle).unwrap_or_default()))
+}
+
+/// Checks a transaction's write entry against the token before anything is committed (reads
+/// run afterwards through the dispatch, which checks them there). One refused entry refuses
+/// the whole transaction.
+async fn authorize_transaction_write(
+    services: &Services,
+    ds: &ActiveDatastore,
+    req: &FhirRequest<'_>,
+    request: &EntryRequest,
+) -> Result<(), FhirError> {
+    let patch = match &request.body {
+        Body::JsonPatch(v) => Some(PatchDocument::Json(v.clone())),
+        Body::FhirPathPatch(v) => Some(PatchDocument::FhirPath(v.clone())),
+        _ => None,
+    };
+    let resource = match &request.body {
+        Body::Resource(v) => Some(v),
+        _ => None,
+    };
+    let (resource_type, write) = match (&request.method, &request.target) {
+        (Method::Post, Target::Type { resource_type }) => match (request.if_none_exist.is_some(), resource) {
+            (false, Some(body)) => (resource_type, Write::Create(body)),
+            _ => (resource_type, Write::Conditional),
+        },
+        (Method::Put, Target::Instance { resource_type, id }) => match resource {
+            Some(body) => (resource_type, Write::Update(id, body)),
+            None => return Ok(()),
+        },
+        (Method::Patch, Target::Instance { resource_type, id }) => match &patch {
+            Some(document) => (resource_type, Write::Patch(id, document)),
+            None => return Ok(()),
+        },
+        (Method::Delete, Target::Instance { resource_type, id }) => (resource_type, Write::Delete(id)),
+        (Method::Put | Method::Patch | Method::Delete, Target::Conditional { resource_type, .. }) => (resource_type, Write::Conditional),
+        _ => return Ok(()),
+    };
+    authorize_write(services, ds, req.access, resource_type, write).await.map(drop)
 }
 
 /// The response entry of a committed write.
@@ -104,7 +154,8 @@ async fn run_entry(services: &Services, outer: &FhirRequest<'_>, base: &str, req
     if method == HttpMethod::POST && segments.is_empty() {
         return EntryResponse::error(index, 400, &[fhirlake_fhir::outcome::Issue::error("not-supported", "bundles cannot be nested")]);
     }
-    let inner = FhirRequest { method: &method, datastore_id: outer.datastore_id, segments, query, headers: &headers, body };
+    let inner =
+        FhirRequest { method: &method, datastore_id: outer.datastore_id, segments, query, headers: &headers, body, access: outer.access };
     let response = match dispatch_entry(services, &inner).await {
         Ok(response) => response,
         Err(e) => e.into_response(),

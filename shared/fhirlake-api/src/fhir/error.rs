@@ -27,12 +27,14 @@ pub struct FhirError {
     pub status: StatusCode,
     /// The OperationOutcome's issues.
     pub issues: Vec<Issue>,
+    /// The `WWW-Authenticate` challenge of a refused bearer token (RFC 6750).
+    pub challenge: Option<String>,
 }
 
 impl FhirError {
     /// An error with one issue.
     pub fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
-        FhirError { status, issues: vec![Issue::error(code, diagnostics)] }
+        FhirError { status, issues: vec![Issue::error(code, diagnostics)], challenge: None }
     }
 
     /// 400 with issue code `invalid`.
@@ -43,7 +45,11 @@ impl FhirError {
     /// Renders the OperationOutcome response.
     pub fn into_response(self) -> Response {
         let body = serde_json::to_vec(&operation_outcome(&self.issues)).unwrap_or_default();
-        fhir_json(self.status, body)
+        let mut response = fhir_json(self.status, body);
+        if let Some(challenge) = self.challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 
@@ -52,7 +58,7 @@ impl From<CoreError> for FhirError {
         use StatusCode as S;
         match e {
             CoreError::Invalid(m) => FhirError::new(S::BAD_REQUEST, "invalid", m),
-            CoreError::InvalidResource(issues) => FhirError { status: S::BAD_REQUEST, issues },
+            CoreError::InvalidResource(issues) => FhirError { status: S::BAD_REQUEST, issues, challenge: None },
             CoreError::NotFound(m) => FhirError::new(S::NOT_FOUND, "not-found", m),
             CoreError::Gone(m) => FhirError::new(S::GONE, "deleted", m),
             CoreError::Conflict(m) => FhirError::new(S::CONFLICT, "conflict", m),

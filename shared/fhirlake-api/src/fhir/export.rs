@@ -54,6 +54,7 @@ pub async fn kick_off(
     base: &str,
     scope: ExportScope,
 ) -> Result<Response, FhirError> {
+    super::guard::require_everything(req.access, fhirlake_smart::Interaction::Read, "$export")?;
     let prefer = req.headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !prefer.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")) {
         return Err(FhirError::bad_request("$export runs asynchronously: send Prefer: respond-async"));

@@ -10,7 +10,10 @@ use fhirlake_fhir::resource::format_instant;
 use http::StatusCode;
 use serde_json::value::RawValue;
 
+use fhirlake_smart::Interaction;
+
 use super::error::FhirError;
+use super::guard;
 use super::response::{etag, fhir_json};
 use super::FhirRequest;
 
@@ -51,7 +54,21 @@ async fn read(
     path: &str,
 ) -> Result<Response, FhirError> {
     let query = parse_query(req, services.config.max_page_size)?;
-    let page = services.resources.history(ds, scope, &query).await?;
+    // Instance history reads one resource; type and system history search across resources.
+    match &scope {
+        HistoryScope::Instance(resource_type, _) => drop(guard::permit(req.access, resource_type, Interaction::Read)?),
+        HistoryScope::Type(resource_type) => drop(guard::permit(req.access, resource_type, Interaction::Search)?),
+        HistoryScope::System => guard::require_everything(req.access, Interaction::Search, "system history")?,
+    }
+    let instance = matches!(scope, HistoryScope::Instance(..));
+    let interaction = if instance { Interaction::Read } else { Interaction::Search };
+    let mut page = services.resources.history(ds, scope, &query).await?;
+    if guard::retain(req.access, interaction, &mut page.entries) {
+        if instance && page.entries.is_empty() {
+            return Err(guard::outside_reach());
+        }
+        page.total = None;
+    }
     Ok(fhir_json(StatusCode::OK, render(base, path, &query, &page)?))
 }
 

@@ -4,6 +4,7 @@
 mod bundle;
 mod error;
 mod export;
+mod guard;
 mod history;
 mod negotiation;
 mod response;
@@ -11,6 +12,7 @@ mod search;
 
 use axum::response::Response;
 use bytes::Bytes;
+use fhirlake_core::access::Access;
 use fhirlake_core::conditional::CreateOutcome;
 use fhirlake_core::datastores::{ActiveDatastore, AuthorizationStrategy};
 use fhirlake_core::jobs::ExportScope;
@@ -21,10 +23,12 @@ use fhirlake_fhir::outcome::{operation_outcome, Issue};
 use fhirlake_fhir::registry;
 use fhirlake_fhir::search::query;
 use fhirlake_fhir::search::Criterion;
+use fhirlake_smart::Interaction;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
 pub use error::FhirError;
+use guard::Write;
 use negotiation::{RequestBody, ReturnPreference};
 use response::{fhir_json, with_version_headers};
 
@@ -42,6 +46,8 @@ pub struct FhirRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The request body.
     pub body: Bytes,
+    /// What the authenticated caller may touch.
+    pub access: &'a Access,
 }
 
 impl FhirRequest<'_> {
@@ -87,9 +93,18 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET | Method::POST, ["Group", id, "$export"]) => {
             export::kick_off(services, ds, req, &base, ExportScope::Group { id: id.to_string() }).await
         }
-        (Method::GET, ["export", job_id]) => export::status(services, ds, &base, job_id).await,
-        (Method::GET, ["export", job_id, file]) => export::file(services, ds, job_id, file).await,
-        (Method::DELETE, ["export", job_id]) => export::cancel(services, ds, job_id).await,
+        (Method::GET, ["export", job_id]) => {
+            guard::require_everything(req.access, Interaction::Read, "an export job")?;
+            export::status(services, ds, &base, job_id).await
+        }
+        (Method::GET, ["export", job_id, file]) => {
+            guard::require_everything(req.access, Interaction::Read, "an exported file")?;
+            export::file(services, ds, job_id, file).await
+        }
+        (Method::DELETE, ["export", job_id]) => {
+            guard::require_everything(req.access, Interaction::Read, "an export job")?;
+            export::cancel(services, ds, job_id).await
+        }
         (_, ["$export"] | ["export", _]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
         (Method::POST, ["_search"]) => search::search(services, ds, req, &base, None, Scope::default()).await,
@@ -108,13 +123,16 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::POST, [resource_type]) => create(services, ds, req, &base, resource_type).await,
         (Method::GET, [resource_type, "_history"]) => history::of_type(services, ds, req, &base, resource_type).await,
         (Method::GET, [resource_type, id]) => {
+            let permit = guard::permit(req.access, resource_type, Interaction::Read)?;
             let v = services.resources.read(ds, resource_type, id).await?;
+            guard::check_version(&permit, &v)?;
             Ok(representation(StatusCode::OK, &v, None))
         }
         (Method::PUT, [resource_type, id]) => update_target(services, ds, req, &base, resource_type, Some(id)).await,
         (Method::PUT, [resource_type]) => update_target(services, ds, req, &base, resource_type, None).await,
         (Method::PATCH, [resource_type]) => patch_target(services, ds, req, &base, resource_type, None).await,
         (Method::DELETE, [resource_type]) => {
+            guard::authorize_write(services, ds, req.access, resource_type, Write::Conditional).await?;
             let criteria = conditional_criteria(resource_type, &req.query)?;
             let deleted = services.conditional.delete(ds, resource_type, &criteria).await?;
             Ok(no_content(deleted.as_ref()))
@@ -122,7 +140,8 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::PATCH, [resource_type, id]) => patch_target(services, ds, req, &base, resource_type, Some(id)).await,
         (Method::DELETE, [resource_type, id]) => {
             let if_match = negotiation::if_match(req.headers)?;
-            let deleted = services.resources.delete(ds, resource_type, id, if_match).await?;
+            let checked = guard::authorize_write(services, ds, req.access, resource_type, Write::Delete(id)).await?;
+            let deleted = services.resources.delete(ds, resource_type, id, if_match.or(checked)).await?;
             Ok(no_content(deleted.as_ref()))
         }
         (Method::GET, [resource_type, id, "_history"]) => history::of_instance(services, ds, req, &base, resource_type, id).await,
@@ -130,7 +149,9 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
             let version = version
                 .parse::<u64>()
                 .map_err(|_| FhirError::new(StatusCode::NOT_FOUND, "not-found", "version ids are positive integers"))?;
+            let permit = guard::permit(req.access, resource_type, Interaction::Read)?;
             let v = services.resources.vread(ds, resource_type, id, version).await?;
+            guard::check_version(&permit, &v)?;
             Ok(representation(StatusCode::OK, &v, None))
         }
         (Method::POST, []) => bundle::process(services, ds, req, &base).await,
@@ -153,6 +174,11 @@ async fn create(
     if let Value::Object(map) = &mut body {
         map.shift_remove("id");
     }
+    let write = match req.headers.contains_key("if-none-exist") {
+        true => Write::Conditional,
+        false => Write::Create(&body),
+    };
+    guard::authorize_write(services, ds, req.access, resource_type, write).await?;
     let outcome = match req.headers.get("if-none-exist") {
         None => services.resources.create(ds, resource_type, body).await?,
         Some(value) => {
@@ -213,8 +239,13 @@ async fn update_target(
     let if_match = negotiation::if_match(req.headers)?;
     let target = Addressed::of(resource_type, id, &req.query)?;
     let body = parse_resource(&req.body)?;
+    let write = match &target {
+        Addressed::Id(id) => Write::Update(id, &body),
+        Addressed::Criteria(_) => Write::Conditional,
+    };
+    let checked = guard::authorize_write(services, ds, req.access, resource_type, write).await?;
     let outcome = match target {
-        Addressed::Id(id) => services.resources.update(ds, resource_type, id, body, if_match).await?,
+        Addressed::Id(id) => services.resources.update(ds, resource_type, id, body, if_match.or(checked)).await?,
         Addressed::Criteria(criteria) => services.conditional.update(ds, resource_type, &criteria, body, if_match).await?,
     };
     Ok(written(req, base, &outcome))
@@ -246,8 +277,13 @@ async fn patch_target(
             PatchDocument::FhirPath(document)
         }
     };
+    let write = match &target {
+        Addressed::Id(id) => Write::Patch(id, &document),
+        Addressed::Criteria(_) => Write::Conditional,
+    };
+    let checked = guard::authorize_write(services, ds, req.access, resource_type, write).await?;
     let outcome = match target {
-        Addressed::Id(id) => services.resources.patch(ds, resource_type, id, &document, if_match).await?,
+        Addressed::Id(id) => services.resources.patch(ds, resource_type, id, &document, if_match.or(checked)).await?,
         Addressed::Criteria(criteria) => services.conditional.patch(ds, resource_type, &criteria, &document, if_match).await?,
     };
     Ok(written(req, base, &outcome))

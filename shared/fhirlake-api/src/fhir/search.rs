@@ -4,17 +4,20 @@
 use std::borrow::Cow;
 
 use axum::response::Response;
+use fhirlake_core::access::{Access, Permit};
 use fhirlake_core::datastores::ActiveDatastore;
 use fhirlake_core::search::{Scope, SearchPage};
 use fhirlake_core::Services;
 use fhirlake_fhir::bundle::{searchset_bundle, Link, SearchEntry};
 use fhirlake_fhir::search::query::{self, Handling, SearchError};
-use fhirlake_fhir::search::{shape, SearchRequest, SummaryMode};
+use fhirlake_fhir::search::{shape, SearchRequest, SummaryMode, TotalMode};
+use fhirlake_smart::Interaction;
 use http::{header, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::error::FhirError;
+use super::guard;
 use super::response::fhir_json;
 use super::FhirRequest;
 
@@ -38,17 +41,63 @@ pub async fn search(
 ) -> Result<Response, FhirError> {
     let params = parameters(req)?;
     let handling = req.headers.get("prefer").and_then(|v| v.to_str().ok()).map(Handling::from_prefer).unwrap_or_default();
-    let request = query::parse(resource_type, &params, handling).map_err(search_error)?;
+    let mut request = query::parse(resource_type, &params, handling).map_err(search_error)?;
     let max = services.config.max_page_size;
     let count = request.result.count.unwrap_or(DEFAULT_COUNT).min(max);
     let summary_count = request.result.summary == Some(SummaryMode::Count);
-    let page = services.search.search(ds, &request, &scope, if summary_count { 0 } else { count }).await?;
     let path = match &scope.compartment {
         Some((compartment, id)) => format!("{compartment}/{id}/{}", resource_type.unwrap_or_default()),
         None => resource_type.unwrap_or_default().to_string(),
     };
+    let mut scope = scope;
+    let exact = confine(req.access, resource_type, &mut request, &mut scope)?;
+    if !exact && (summary_count || request.result.total.is_some_and(|t| t != TotalMode::None)) {
+        return Err(guard::needs_full_reach("counting matches"));
+    }
+    let mut page = services.search.search(ds, &request, &scope, if summary_count { 0 } else { count }).await?;
+    if !exact && guard::retain(req.access, Interaction::Search, &mut page.matches) {
+        page.total = None;
+    }
+    guard::retain(req.access, Interaction::Read, &mut page.included);
     let body = render(base, &path, &params, &request, &page, summary_count)?;
     Ok(fhir_json(StatusCode::OK, body))
+}
+
+/// Narrows a search to what the caller's token reaches. Returns whether the narrowed search
+/// finds exactly what the token may see (then totals are true and nothing needs dropping);
+/// otherwise the caller drops what the token may not see from each page.
+///
+/// - Full reach of the type: unchanged, exact.
+/// - Confined to one compartment (`patient/…`, or fine-grained `user/…`), maybe with one scope
+///   filter: a search of that compartment, with the filter's criteria added (exact). A search
+///   that already names a compartment keeps it; it is exact when it names the same one.
+/// - Several clauses (scopes of several contexts, or several filters): unchanged, not exact.
+/// - A system search needs a permit for every type it covers (`_type`, or every type).
+fn confine(access: &Access, resource_type: Option<&str>, request: &mut SearchRequest, scope: &mut Scope) -> Result<bool, FhirError> {
+    let Some(resource_type) = resource_type else {
+        let types = &request.result.types;
+        let all: Vec<&str> = match types.is_empty() {
+            true => fhirlake_fhir::registry::resource_types().to_vec(),
+            false => types.iter().map(String::as_str).collect(),
+        };
+        let mut exact = true;
+        for t in all {
+            exact &= guard::permit(access, t, Interaction::Search)? == Permit::All;
+        }
+        return Ok(exact);
+    };
+    let permit = guard::permit(access, resource_type, Interaction::Search)?;
+    if permit == Permit::All {
+        return Ok(true);
+    }
+    if let Some(asked) = &scope.compartment {
+        return Ok(permit.exact_compartment() == Some(asked));
+    }
+    let Some(clause) = permit.single_clause() else { return Ok(false) };
+    let Some(criteria) = clause.filter_criteria(resource_type) else { return Err(guard::outside_reach()) };
+    request.criteria.extend(criteria);
+    scope.compartment = clause.compartment.clone();
+    Ok(true)
 }
 
 /// The query's parameters, then the form body's for `POST …/_search` (http.html#search).
@@ -182,12 +231,21 @@ pub async fn everything(
             }
         }
     }
-    let (page, path) = match patient_id {
+    if let Some(id) = patient_id {
+        let permit = guard::permit(req.access, "Patient", Interaction::Read)?;
+        if permit != Permit::All {
+            guard::check_version(&permit, &services.resources.read(ds, "Patient", id).await?)?;
+        }
+    }
+    let (mut page, path) = match patient_id {
         Some(id) => {
             (services.search.everything(ds, id, &types, since, count, cursor.as_deref()).await?, format!("Patient/{id}/$everything"))
         }
         None => (services.search.everything_for_all(ds, &types, since, count, cursor.as_deref()).await?, "Patient/$everything".into()),
     };
+    if guard::retain(req.access, Interaction::Read, &mut page.matches) {
+        page.total = None;
+    }
     let request = SearchRequest {
         resource_type: Some("Patient".into()),
         criteria: Vec::new(),

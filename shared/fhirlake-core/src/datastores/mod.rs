@@ -48,6 +48,8 @@ use crate::{Backends, CoreError, CoreResult, ServiceConfig};
 pub struct ActiveDatastore {
     /// The 32-hex datastore id.
     pub id: String,
+    /// The DatastoreName, if it has one.
+    pub name: Option<String>,
     /// The key-service key the data key is wrapped under.
     pub master_key_id: String,
     /// The datastore's data key, wrapped by the key service (context: the datastore id).
@@ -396,6 +398,7 @@ impl DatastoreService {
         match (stored.record.status, stored.wrapped_key) {
             (DatastoreStatus::Active | DatastoreStatus::Updating, Some(wrapped_data_key)) => Ok(ActiveDatastore {
                 id: stored.record.id,
+                name: stored.record.name,
                 master_key_id: stored.master_key_id,
                 wrapped_data_key,
                 identity_provider: stored.record.identity_provider.unwrap_or_else(aws_auth),
@@ -423,6 +426,7 @@ impl DatastoreService {
         let stored = StoredDatastore::from_item(&item)?;
         Ok(stored.wrapped_key.map(|wrapped_data_key| ActiveDatastore {
             id: stored.record.id,
+            name: stored.record.name,
             master_key_id: stored.master_key_id,
             wrapped_data_key,
             identity_provider: stored.record.identity_provider.unwrap_or_else(aws_auth),

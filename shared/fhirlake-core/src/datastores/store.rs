@@ -150,6 +150,8 @@ pub(super) fn active_view(item: &Item) -> CoreResult<Option<ActiveDatastore>> {
     struct IdentityOnly {
         id: String,
         #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
         identity_provider: Option<IdentityProviderConfiguration>,
     }
     let (Some("ACTIVE"), Some(wrapped), Some(master_key_id), Some(record)) =
@@ -161,6 +163,7 @@ pub(super) fn active_view(item: &Item) -> CoreResult<Option<ActiveDatastore>> {
         .map_err(|_| CoreError::Internal(format!("datastore item {} has an unreadable record", item.key.sk)))?;
     Ok(Some(ActiveDatastore {
         id: view.id,
+        name: view.name,
         master_key_id: master_key_id.to_string(),
         wrapped_data_key: wrapped.to_vec(),
         identity_provider: view.identity_provider.unwrap_or_else(super::aws_auth),
