@@ -1004,3 +1004,23 @@ def test_an_idp_lambda_judges_tokens_with_healthlakes_event_and_response(introsp
     finally:
         introspection.delay = 0.0
     assert_no_phi(failed.text + slow.text, pop.own_phi)
+
+
+def test_fine_grained_user_scopes_reach_the_practitioners_patients(clinic):
+    store, pop = clinic.store, clinic.pop
+    sfx = uuid.uuid4().hex[:10]
+    patient, obs = f"gp-pat-{sfx}", f"gp-obs-{sfx}"
+    put(store.sigv4, {**patient_resource(patient, f"Gpfam{sfx}", "Gina", f"MRN-GP-{sfx}"),
+                      "generalPractitioner": [{"reference": f"Practitioner/{clinic.prac_a}"}]})
+    put(store.sigv4, observation_resource(obs, patient, "laboratory", f"gp text {sfx}"))
+    token = store.token("openid fhirUser user/*.rs", fhir_user=f"Practitioner/{clinic.prac_a}")
+    # The practitioner's patient, and what is in that patient's compartment, are reached...
+    assert store.get(f"Patient/{patient}", token).status_code == 200
+    assert store.get(f"Observation/{obs}", token).status_code == 200
+    status, entries, resp = store.search("Observation", token)
+    assert status == 200, resp.text[:500]
+    assert {f"Observation/{obs}", f"Observation/{clinic.obs_a}"} <= refs(entries)
+    # ...and nothing of a patient who is neither theirs nor in their own compartment.
+    assert not refs(entries) & (observations_of([pop.other_lab, pop.other_vital, clinic.obs_b]))
+    error_outcome(store.get(f"Observation/{pop.other_lab}", token), 403)
+    assert_no_phi(json.dumps(entries), pop.other_phi)

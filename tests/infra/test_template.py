@@ -409,7 +409,10 @@ def test_each_function_holds_only_the_actions_it_needs(shape):
                 "xray:PutTelemetryRecords",
                 "secretsmanager:GetSecretValue",
                 "kms:Decrypt",
+                "dynamodb:GetItem",
             }
+            (read,) = [s for s in role_statements(resources, function) if s["Action"] == "dynamodb:GetItem"]
+            assert read["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}
             (decrypt,) = [s for s in role_statements(resources, function) if s["Action"] == "kms:Decrypt"]
             assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}}
         if binary == "stream-projector":

@@ -19,6 +19,7 @@ _spec.loader.exec_module(e2e_conftest)
 
 # Fixtures, re-exported by name so pytest registers them for this directory.
 aws_backend = e2e_conftest.aws_backend
+introspection = e2e_conftest.introspection
 server = e2e_conftest.server
 healthlake = e2e_conftest.healthlake
 new_datastore = e2e_conftest.new_datastore

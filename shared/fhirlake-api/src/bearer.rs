@@ -20,10 +20,12 @@ use std::sync::{Arc, Mutex};
 
 use fhirlake_core::access::{Access, SmartAccess};
 use fhirlake_core::datastores::{ActiveDatastore, AuthorizationStrategy};
+use fhirlake_core::search::Scope;
 use fhirlake_core::{CoreError, Services};
+use fhirlake_fhir::search::query::{self, Handling};
 use fhirlake_smart::{
-    bearer_token, introspect_token, HttpJwksSource, IntrospectionEvent, JwksCache, JwksSource, SmartError, SmartVersion, TokenClaims,
-    TokenIntrospector, TokenValidator, ValidatorConfig, DEFAULT_LEEWAY,
+    bearer_token, introspect_token, FhirUser, HttpJwksSource, IntrospectionEvent, JwksCache, JwksSource, SmartError, SmartVersion,
+    TokenClaims, TokenIntrospector, TokenValidator, ValidatorConfig, DEFAULT_LEEWAY,
 };
 use http::StatusCode;
 use serde_json::Value;
@@ -120,12 +122,38 @@ impl BearerAuthenticator {
         let principal = claims.subject.clone().or_else(|| claims.client_id.clone()).unwrap_or_else(|| "smart-token".into());
         let client_id = claims.client_id.clone();
         let fine_grained = ds.identity_provider.fine_grained_authorization_enabled.unwrap_or(false);
+        let related = match (&claims.fhir_user, fine_grained) {
+            (Some(user), true) => related_patients(services, &ds, user).await?,
+            _ => Vec::new(),
+        };
         Ok(Caller {
             principal,
             client_id,
             authentication: Authentication::Smart,
-            access: Access::Smart(Box::new(SmartAccess::new(claims, fine_grained))),
+            access: Access::Smart(Box::new(SmartAccess::new(claims, fine_grained).with_related_patients(related))),
         })
+    }
+
+    /// The check an API Gateway authorizer makes before the function: the whole validation of
+    /// a JWT against the datastore's issuer and keys, or `Ok(None)` for a datastore whose
+    /// `IdpLambdaArn` judges its tokens (the function behind asks it, once per request).
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    pub async fn check_at_gateway(
+        &self,
+        services: &Services,
+        datastore_id: &str,
+        authorization: &str,
+        operation: &str,
+    ) -> Result<Option<Caller>, FhirError> {
+        let introspected =
+            matches!(services.datastores.active(datastore_id).await, Ok(ds) if ds.identity_provider.idp_lambda_arn.is_some());
+        if introspected {
+            bearer_token(authorization)?;
+            return Ok(None);
+        }
+        self.authenticate(services, datastore_id, authorization, operation).await.map(Some)
     }
 
     /// Whether `datastore_id` takes bearer tokens, for the challenge of a request without
@@ -179,6 +207,33 @@ impl BearerAuthenticator {
 impl DatastoreValidator {
     async fn validate(&self, token: &str) -> Result<TokenClaims, SmartError> {
         self.validator.validate(token).await
+    }
+}
+
+/// The patients related to a `fhirUser`, whose compartments its fine-grained `user/` scopes
+/// reach: a Practitioner's patients (those naming it as `generalPractitioner`, the Patient
+/// members of its compartment; the first page of `max_page_size`), a RelatedPerson's
+/// `patient`. None for a Patient (its own compartment is the fhirUser's) or a Person.
+async fn related_patients(services: &Services, ds: &ActiveDatastore, user: &FhirUser) -> Result<Vec<String>, FhirError> {
+    match user.resource_type.as_str() {
+        "Practitioner" => {
+            let request = query::parse(Some("Patient"), &[], Handling::Strict)
+                .map_err(|_| FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", "internal error"))?;
+            let scope = Scope { compartment: Some(("Practitioner".to_string(), user.id.clone())) };
+            let page = services.search.search(ds, &request, &scope, services.config.max_page_size).await?;
+            Ok(page.matches.into_iter().map(|v| v.id).collect())
+        }
+        "RelatedPerson" => {
+            let person = match services.resources.read(ds, "RelatedPerson", &user.id).await {
+                Ok(person) => person,
+                Err(CoreError::NotFound(_) | CoreError::Gone(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let body: Value = person.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+            let patient = body.pointer("/patient/reference").and_then(Value::as_str).and_then(|r| r.strip_prefix("Patient/"));
+            Ok(patient.filter(|id| fhirlake_smart::claims::is_fhir_id(id)).map(str::to_string).into_iter().collect())
+        }
+        _ => Ok(Vec::new()),
     }
 }
 

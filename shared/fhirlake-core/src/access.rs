@@ -11,7 +11,8 @@
 //!   admits. A clause is a compartment and/or a SMART 2.2 scope filter:
 //!   - `patient/` scopes confine to the launch patient's compartment (`Patient/{patient}`);
 //!   - `user/` scopes, when the datastore enables fine-grained authorization, confine to the
-//!     compartment of the `fhirUser` (`Practitioner/{id}`, `Patient/{id}`, `RelatedPerson/{id}`);
+//!     compartment of the `fhirUser` (`Practitioner/{id}`, `Patient/{id}`, `RelatedPerson/{id}`)
+//!     and the compartments of its related patients (see [`SmartAccess::with_related_patients`]);
 //!     without it they reach the whole type, as `system/` scopes do;
 //!   - a filtered scope (`patient/Observation.rs?category=laboratory`) admits only resources
 //!     that match its query.
@@ -45,13 +46,21 @@ pub enum Access {
 pub struct SmartAccess {
     claims: TokenClaims,
     fine_grained: bool,
+    related_patients: Vec<String>,
 }
 
 impl SmartAccess {
     /// The access of `claims` on a datastore whose FineGrainedAuthorizationEnabled is
     /// `fine_grained`.
     pub fn new(claims: TokenClaims, fine_grained: bool) -> SmartAccess {
-        SmartAccess { claims, fine_grained }
+        SmartAccess { claims, fine_grained, related_patients: Vec::new() }
+    }
+
+    /// With the patients related to the `fhirUser` (a Practitioner's patients, a
+    /// RelatedPerson's patient), whose compartments fine-grained `user/` scopes reach too.
+    pub fn with_related_patients(mut self, patients: Vec<String>) -> SmartAccess {
+        self.related_patients = patients;
+        self
     }
 
     /// The token's claims.
@@ -106,25 +115,28 @@ impl Access {
         let Grant::Allowed(contexts) = grant else { return Err(SmartError::InsufficientScope) };
         let mut clauses = Vec::new();
         for granted in contexts {
-            let compartment = match granted.context {
-                Context::System => None,
-                Context::User if !smart.fine_grained => None,
+            let compartments: Vec<Option<Compartment>> = match granted.context {
+                Context::System => vec![None],
+                Context::User if !smart.fine_grained => vec![None],
                 Context::User => match &smart.claims.fhir_user {
                     Some(user) if registry::compartment_types().any(|c| c == user.resource_type) => {
-                        Some((user.resource_type.clone(), user.id.clone()))
+                        let own = Some((user.resource_type.clone(), user.id.clone()));
+                        let related = smart.related_patients.iter().map(|p| Some(("Patient".to_string(), p.clone())));
+                        std::iter::once(own).chain(related).collect()
                     }
                     _ => continue,
                 },
                 Context::Patient => match &smart.claims.launch_patient {
-                    Some(patient) => Some(("Patient".to_string(), patient.clone())),
+                    Some(patient) => vec![Some(("Patient".to_string(), patient.clone()))],
                     None => return Err(SmartError::MissingLaunchContext),
                 },
             };
-            match granted.restriction {
-                Restriction::Unfiltered if compartment.is_none() => return Ok(Permit::All),
-                Restriction::Unfiltered => clauses.push(Clause { compartment, filter: None }),
-                Restriction::AnyOf(filters) => {
-                    clauses.extend(filters.into_iter().map(|filter| Clause { compartment: compartment.clone(), filter: Some(filter) }))
+            for compartment in compartments {
+                match &granted.restriction {
+                    Restriction::Unfiltered if compartment.is_none() => return Ok(Permit::All),
+                    Restriction::Unfiltered => clauses.push(Clause { compartment, filter: None }),
+                    Restriction::AnyOf(filters) => clauses
+                        .extend(filters.iter().map(|filter| Clause { compartment: compartment.clone(), filter: Some(filter.clone()) })),
                 }
             }
         }
@@ -290,6 +302,15 @@ mod tests {
                            "participant": [{"individual": {"reference": "Practitioner/dr2"}}]});
         assert!(permit.admits("Encounter", &mine));
         assert!(!permit.admits("Encounter", &other));
+        // A practitioner's patients: their compartments are reached too, beside the practitioner's own.
+        let with_patients = match smart("user/*.rs", None, Some("Practitioner/dr1"), true) {
+            Access::Smart(s) => Access::Smart(Box::new(s.with_related_patients(vec!["p7".into()]))),
+            Access::Full => unreachable!(),
+        };
+        let permit = with_patients.permit("Observation", Interaction::Read).unwrap();
+        assert_eq!(permit.exact_compartment(), None);
+        assert!(permit.admits("Observation", &observation("Patient/p7", "laboratory")));
+        assert!(!permit.admits("Observation", &observation("Patient/p8", "laboratory")));
         // Person has no compartment: a fine-grained user scope grants nothing then.
         let person = smart("user/*.rs", None, Some("Person/x"), true);
         assert_eq!(person.permit("Encounter", Interaction::Read), Err(SmartError::InsufficientScope));

@@ -10,22 +10,28 @@
 //! full. So requests that could never verify (unsigned, expired, for another service or
 //! region, an unknown key) are turned away before they cost a function invocation.
 //!
-//! Bearer tokens (SMART on FHIR) on the data plane get the same treatment:
-//! [`fhirlake_smart::validator::precheck`] turns away what can never validate (oversized,
-//! malformed, `alg` other than RS256/ES256 — `none` and HS* included —, expired), and the rest
-//! pass with `{"authentication": "bearer"}`. `fhir-api` then validates the token in full
-//! against the datastore's issuer and JWKS (signature, `iss`, `aud`, `nbf`) and enforces its
-//! scopes, with the same code `fhirlake serve` runs; nothing the authorizer passes on is
-//! trusted for authorization. Bearer tokens on the control plane are denied. Reasons are
-//! logged without token content.
+//! Bearer tokens (SMART on FHIR) on the data plane are validated here in full, with the code
+//! `fhirlake serve` runs ([`BearerAuthenticator::check_at_gateway`]): against the addressed
+//! datastore's SMART configuration read from the table (issuer, JWKS, audience = its endpoint,
+//! signature, `exp`/`nbf`), and allowed with `{"authentication": "smart", "principal": …,
+//! "clientId": …, "patient": …}` for the logs. `fhir-api` validates the token again (keys
+//! cached) and enforces its scopes and compartments on every request: what the authorizer
+//! passes on is never trusted for authorization. For a datastore whose `IdpLambdaArn` judges
+//! tokens, the authorizer passes the token on unjudged (`"authentication": "bearer"`), so the
+//! function is asked once, by `fhir-api`. Without the table configured the authorizer only
+//! pre-checks a token ([`fhirlake_smart::validator::precheck`]: size, shape, RS256/ES256, `exp`).
+//! Bearer tokens on the control plane are denied. Reasons are logged without token content.
 
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use fhirlake_api::CredentialRefresh;
+use fhirlake_api::{BearerAuthenticator, Caller};
 use fhirlake_auth::{AuthError, CredentialStore, HttpRequest, Payload, Verifier};
-use fhirlake_aws::SecretsManagerCredentials;
+use fhirlake_aws::{AwsBackend, AwsClients, SecretsManagerCredentials};
+use fhirlake_core::operation::data_operation;
+use fhirlake_core::{Backends, ServiceConfig, Services};
 use fhirlake_smart::SmartError;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use serde::{Deserialize, Serialize};
@@ -58,9 +64,24 @@ impl AuthorizerResponse {
         AuthorizerResponse { is_authorized: true, context }
     }
 
-    fn allow_bearer() -> Self {
+    fn allow_bearer(caller: Option<&Caller>) -> Self {
         let mut context = serde_json::Map::new();
-        context.insert(AUTHENTICATION_CONTEXT_KEY.to_string(), serde_json::Value::String("bearer".into()));
+        let text = |s: &str| serde_json::Value::String(s.to_string());
+        match caller {
+            Some(caller) => {
+                context.insert(AUTHENTICATION_CONTEXT_KEY.to_string(), text("smart"));
+                context.insert("principal".to_string(), text(&caller.principal));
+                if let Some(client) = &caller.client_id {
+                    context.insert("clientId".to_string(), text(client));
+                }
+                if let Some(patient) = caller.access.patient() {
+                    context.insert("patient".to_string(), text(&patient));
+                }
+            }
+            None => {
+                context.insert(AUTHENTICATION_CONTEXT_KEY.to_string(), text("bearer"));
+            }
+        }
         AuthorizerResponse { is_authorized: true, context }
     }
 
@@ -76,6 +97,8 @@ enum Denial {
     SigV4(AuthError),
     /// A bearer token that can never validate.
     BearerToken(SmartError),
+    /// A bearer token the datastore does not accept (status of the refusal).
+    BearerRefused(u16),
     /// A bearer token on the control plane, which takes SigV4 only.
     BearerOnControlPlane,
 }
@@ -85,18 +108,66 @@ impl Denial {
         match self {
             Denial::SigV4(error) => error.aws_error_type(),
             Denial::BearerToken(_) => "invalid bearer token",
+            Denial::BearerRefused(401) => "bearer token not accepted",
+            Denial::BearerRefused(_) => "bearer token not checked",
             Denial::BearerOnControlPlane => "bearer tokens are not accepted on the control plane",
         }
     }
 }
 
 /// Why the authorizer let a request through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Allowed {
     /// A signature that passed the pre-check, by this access key id.
     Signature(String),
-    /// A bearer token on the data plane that passed the pre-check.
-    Bearer,
+    /// A bearer token on the data plane: validated (the caller), or passed on for the
+    /// function to judge (`None`).
+    Bearer(Option<Caller>),
+}
+
+/// What the authorizer needs to validate bearer tokens: the datastores' table and the token
+/// keys, with services built for the public URL on the first bearer token.
+struct BearerGate {
+    backends: Backends,
+    region: String,
+    account_id: String,
+    public_url: Option<String>,
+    services: tokio::sync::OnceCell<Services>,
+    authenticator: BearerAuthenticator,
+}
+
+impl BearerGate {
+    async fn check(
+        &self,
+        event: &ApiGatewayV2CustomAuthorizerV2Request,
+        authorization: &str,
+        path: &str,
+    ) -> Result<Option<Caller>, Denial> {
+        let segments: Vec<String> = path.trim_start_matches('/').split('/').map(|s| s.to_string()).collect();
+        let (Some("datastore"), Some(id), Some("r4")) =
+            (segments.first().map(String::as_str), segments.get(1).map(String::as_str), segments.get(2).map(String::as_str))
+        else {
+            return Err(Denial::BearerRefused(403));
+        };
+        let url = match (&self.public_url, event.request_context.domain_name.as_deref()) {
+            (Some(url), _) => url.clone(),
+            (None, Some(domain)) if !domain.is_empty() && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b)) => {
+                format!("https://{}", domain.to_ascii_lowercase())
+            }
+            _ => return Err(Denial::BearerRefused(400)),
+        };
+        let services = self
+            .services
+            .get_or_init(|| async { Services::new(ServiceConfig::new(&self.region, &self.account_id, url), self.backends.clone()) })
+            .await;
+        let rest: Vec<&str> = segments[3..].iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+        let has_query = event.raw_query_string.as_deref().is_some_and(|q| !q.is_empty());
+        let operation = data_operation(event.request_context.http.method.as_str(), &rest, has_query).name;
+        self.authenticator
+            .check_at_gateway(services, id, authorization, operation)
+            .await
+            .map_err(|e| Denial::BearerRefused(e.status.as_u16()))
+    }
 }
 
 /// Everything the authorizer keeps between events.
@@ -104,13 +175,35 @@ pub struct AuthorizerContext {
     verifier: Verifier,
     store: Arc<dyn CredentialStore>,
     refresh: Option<Arc<dyn CredentialRefresh>>,
+    bearer: Option<BearerGate>,
 }
 
 impl AuthorizerContext {
     /// Pre-checks signatures for `healthlake` in `region` against `store`, asking `refresh`
     /// (if any) to reload it when a request names an unknown key.
     pub fn new(region: &str, store: Arc<dyn CredentialStore>, refresh: Option<Arc<dyn CredentialRefresh>>) -> Self {
-        AuthorizerContext { verifier: Verifier::new(region), store, refresh }
+        AuthorizerContext { verifier: Verifier::new(region), store, refresh, bearer: None }
+    }
+
+    /// Validates bearer tokens against the datastores in `backends` (their SMART
+    /// configuration), with keys from `authenticator`; the audience is `public_url`, or the
+    /// API's domain when `None`.
+    pub fn with_bearer_validation(
+        mut self,
+        backends: Backends,
+        account_id: &str,
+        public_url: Option<&str>,
+        authenticator: BearerAuthenticator,
+    ) -> Self {
+        self.bearer = Some(BearerGate {
+            backends,
+            region: self.verifier.region().to_string(),
+            account_id: account_id.to_string(),
+            public_url: public_url.map(str::to_string),
+            services: tokio::sync::OnceCell::new(),
+            authenticator,
+        });
+        self
     }
 
     /// The context the environment describes ([`AuthorizerSettings::from_env`]).
@@ -126,7 +219,20 @@ impl AuthorizerContext {
     pub async fn from_settings(settings: &AuthorizerSettings, sdk: &SdkConfig) -> Result<Self, LambdaError> {
         let source = Arc::new(SecretsManagerCredentials::new(sdk, &settings.access_keys_secret));
         let keys = Arc::new(AccessKeys::load(source, settings.key_refresh_interval).await.map_err(LambdaError::AccessKeys)?);
-        Ok(Self::new(&settings.region, keys.clone(), Some(keys)))
+        let context = Self::new(&settings.region, keys.clone(), Some(keys));
+        Ok(match (&settings.aws, &settings.account_id) {
+            (Some(aws), Some(account_id)) => {
+                let backend = AwsBackend::new(&AwsClients::from_sdk_config(sdk), aws);
+                let backends = Backends::with_system_clock(backend.items, backend.objects, backend.keys, backend.buckets);
+                context.with_bearer_validation(
+                    backends,
+                    account_id,
+                    settings.public_url.as_deref(),
+                    BearerAuthenticator::over_https_or_unavailable(),
+                )
+            }
+            _ => context,
+        })
     }
 
     /// Decides one authorizer event now, and records the decision on the audit trail.
@@ -138,9 +244,10 @@ impl AuthorizerContext {
                 tracing::info!(target: "fhirlake::audit", principal = %access_key_id, method, path, "authorizer allowed");
                 AuthorizerResponse::allow(access_key_id)
             }
-            Ok(Allowed::Bearer) => {
-                tracing::info!(target: "fhirlake::audit", method, path, "authorizer passed a bearer token on");
-                AuthorizerResponse::allow_bearer()
+            Ok(Allowed::Bearer(caller)) => {
+                let principal = caller.as_ref().map_or("unjudged", |c| c.principal.as_str());
+                tracing::info!(target: "fhirlake::audit", principal, method, path, "authorizer allowed a bearer token");
+                AuthorizerResponse::allow_bearer(caller.as_ref())
             }
             Err(denial) => {
                 tracing::warn!(target: "fhirlake::audit", method, path, reason = denial.reason(), "authorizer denied");
@@ -156,8 +263,13 @@ impl AuthorizerContext {
                 return Err(Denial::BearerOnControlPlane);
             }
             let token = fhirlake_smart::bearer_token(authorization).map_err(Denial::BearerToken)?;
-            fhirlake_smart::validator::precheck(token).map_err(Denial::BearerToken)?;
-            return Ok(Allowed::Bearer);
+            return match &self.bearer {
+                Some(gate) => Ok(Allowed::Bearer(gate.check(event, authorization, event.raw_path.as_deref().unwrap_or("/")).await?)),
+                None => {
+                    fhirlake_smart::validator::precheck(token).map_err(Denial::BearerToken)?;
+                    Ok(Allowed::Bearer(None))
+                }
+            };
         }
         let headers: Vec<(&str, &[u8])> = event.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let request = HttpRequest::new(
@@ -194,7 +306,7 @@ mod tests {
     #[test]
     fn denial_reasons_are_lowercase_types_or_text() {
         assert_eq!(Denial::SigV4(AuthError::Expired).reason(), "InvalidSignatureException");
-        for denial in [Denial::BearerToken(SmartError::Expired), Denial::BearerOnControlPlane] {
+        for denial in [Denial::BearerToken(SmartError::Expired), Denial::BearerRefused(401), Denial::BearerOnControlPlane] {
             assert_eq!(denial.reason(), denial.reason().to_lowercase());
         }
     }

@@ -231,6 +231,13 @@ pub struct AuthorizerSettings {
     pub access_keys_secret: String,
     /// As [`HttpSettings::key_refresh_interval`].
     pub key_refresh_interval: Duration,
+    /// The account id, for the datastores' ARNs (`FHIRLAKE_ACCOUNT_ID`; bearer tokens need it).
+    pub account_id: Option<String>,
+    /// As [`HttpSettings::public_url`]: the audience bearer tokens must name.
+    pub public_url: Option<String>,
+    /// The table holding the datastores, whose SMART configuration bearer tokens are checked
+    /// against; `None`: bearer tokens are only pre-checked.
+    pub aws: Option<AwsSettings>,
 }
 
 impl AuthorizerSettings {
@@ -238,15 +245,20 @@ impl AuthorizerSettings {
     ///
     /// Errors: [`LambdaError::Config`] naming the variable that is missing.
     pub fn from_env() -> Result<Self, LambdaError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let mut settings = Self::from_lookup(|name| std::env::var(name).ok())?;
+        settings.aws = AwsSettings::from_env_strict().ok();
+        Ok(settings)
     }
 
-    /// The settings from `lookup` (an environment).
+    /// The settings from `lookup` (an environment), without the data resources.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
         Ok(AuthorizerSettings {
             region: required(&lookup, REGION_ENV)?,
             access_keys_secret: required(&lookup, ACCESS_KEYS_SECRET_ENV)?,
             key_refresh_interval: crate::AccessKeys::DEFAULT_REFRESH_INTERVAL,
+            account_id: non_empty(&lookup, ACCOUNT_ID_ENV),
+            public_url: non_empty(&lookup, PUBLIC_URL_ENV).map(|url| url.trim_end_matches('/').to_string()),
+            aws: None,
         })
     }
 }

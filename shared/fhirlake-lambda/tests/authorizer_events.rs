@@ -124,3 +124,100 @@ async fn bearer_tokens_that_could_validate_pass_to_the_function_which_validates_
         assert!(response.context.is_empty(), "{case}");
     }
 }
+
+/// A JWKS of one P-256 key, served from memory (the e2e suite fetches real ones over HTTP).
+struct OneKey(String);
+
+#[async_trait::async_trait]
+impl fhirlake_smart::JwksSource for OneKey {
+    async fn fetch(&self, _jwks_uri: &str) -> Result<String, fhirlake_smart::SmartError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn with_the_table_the_authorizer_validates_bearer_tokens_against_the_datastore() {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let point = pair.public_key().as_ref().to_vec();
+    let signing = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])}]});
+    let backends = memory_backends();
+    let services =
+        fhirlake_core::Services::new(fhirlake_core::ServiceConfig::new(REGION, ACCOUNT_ID, format!("https://{DOMAIN}")), backends.clone());
+    let metadata = serde_json::json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",
+        "authorization_endpoint": "https://idp.example/authorize", "token_endpoint": "https://idp.example/token",
+        "capabilities": ["launch-standalone", "permission-v2"], "code_challenge_methods_supported": ["S256"]});
+    let create = |config: Value| {
+        serde_json::from_value::<fhirlake_core::datastores::CreateFhirDatastoreRequest>(
+            serde_json::json!({"DatastoreTypeVersion": "R4", "IdentityProviderConfiguration": config}),
+        )
+        .unwrap()
+    };
+    let smart = services
+        .datastores
+        .create(create(serde_json::json!({"AuthorizationStrategy": "SMART_ON_FHIR", "Metadata": metadata.to_string()})))
+        .await
+        .unwrap()
+        .datastore_id;
+    let introspected = services
+        .datastores
+        .create(create(serde_json::json!({"AuthorizationStrategy": "SMART_ON_FHIR", "Metadata": metadata.to_string(),
+            "IdpLambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:token-introspection"})))
+        .await
+        .unwrap()
+        .datastore_id;
+    let jwks_cache = Arc::new(fhirlake_smart::JwksCache::with_defaults(Arc::new(OneKey(jwks.to_string()))));
+    let gate =
+        Arc::new(AuthorizerContext::new(REGION, Arc::new(StaticCredentials::new(ACCESS_KEY_ID, SECRET)), None).with_bearer_validation(
+            backends,
+            ACCOUNT_ID,
+            None,
+            fhirlake_api::BearerAuthenticator::new(jwks_cache),
+        ));
+    let mint = |aud: String, exp_in: i64| {
+        let now = chrono::Utc::now().timestamp();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let claims = serde_json::json!({"iss": "https://idp.example", "aud": aud, "exp": now + exp_in, "sub": "clinician-7",
+            "client_id": "app-9", "scope": "launch/patient patient/*.rs", "patient": "p1"});
+        jsonwebtoken::encode(&header, &claims, &signing).unwrap()
+    };
+    let event = |datastore: &str, token: &str| {
+        Event::load("authorizer/bearer-token.json").with_datastore(datastore).set_header("authorization", &format!("Bearer {token}"))
+    };
+    let endpoint = format!("https://{DOMAIN}/datastore/{smart}/r4/");
+
+    let allowed = authorize(&gate, &event(&smart, &mint(endpoint.clone(), 300))).await;
+    assert!(allowed.is_authorized);
+    assert_eq!(
+        Value::Object(allowed.context),
+        serde_json::json!({"authentication": "smart", "principal": "clinician-7", "clientId": "app-9", "patient": "Patient/p1"})
+    );
+    // What the pre-check alone would let through is validated here: another audience, a
+    // signature by another key, an expired token, and a datastore that takes SigV4 only.
+    let other = format!("https://{DOMAIN}/datastore/{introspected}/r4/");
+    let forged = {
+        let token = mint(endpoint.clone(), 300);
+        let (head, _) = token.rsplit_once('.').unwrap();
+        format!("{head}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]))
+    };
+    for (case, datastore, token) in [
+        ("wrong audience", smart.clone(), mint(other, 300)),
+        ("bad signature", smart.clone(), forged),
+        ("expired", smart.clone(), mint(endpoint.clone(), -3600)),
+        ("sigv4-only datastore", EVENTS_DATASTORE.to_string(), mint(endpoint.clone(), 300)),
+    ] {
+        let denied = authorize(&gate, &event(&datastore, &token)).await;
+        assert!(!denied.is_authorized, "{case}");
+        assert!(denied.context.is_empty(), "{case}");
+    }
+    // A datastore whose IdpLambdaArn judges tokens: passed on, opaque tokens included, for
+    // fhir-api to ask the function once.
+    let passed = authorize(&gate, &event(&introspected, "an-opaque-token")).await;
+    assert!(passed.is_authorized);
+    assert_eq!(Value::Object(passed.context), serde_json::json!({"authentication": "bearer"}));
+}
