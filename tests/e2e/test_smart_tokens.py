@@ -1024,3 +1024,48 @@ def test_fine_grained_user_scopes_reach_the_practitioners_patients(clinic):
     assert not refs(entries) & (observations_of([pop.other_lab, pop.other_vital, clinic.obs_b]))
     error_outcome(store.get(f"Observation/{pop.other_lab}", token), 403)
     assert_no_phi(json.dumps(entries), pop.other_phi)
+
+
+def poll_manifest(store, location, token, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = store.get(location, token)
+        if resp.status_code == 200:
+            return resp.json()
+        assert resp.status_code == 202, f"{resp.status_code} {resp.text[:500]}"
+        assert time.monotonic() < deadline, "the export did not finish"
+        time.sleep(0.2)
+
+
+def test_a_patient_token_exports_its_own_compartment_and_only_it_may_follow_the_job(smart):
+    pop = seed(smart)
+    token = smart.token("launch/patient patient/*.rs", patient=pop.own)
+    kick = smart.get("Patient/$export", token, headers=ASYNC)
+    assert kick.status_code == 202, kick.text[:500]
+    location = kick.headers["Content-Location"]
+    manifest = poll_manifest(smart, location, token)
+    assert manifest["requiresAccessToken"] is True
+    exported = set()
+    for item in manifest["output"]:
+        resp = smart.get(item["url"], token)
+        assert resp.status_code == 200, resp.text[:300]
+        assert_no_phi(resp.text, pop.other_phi)
+        exported |= {f"{r['resourceType']}/{r['id']}" for r in map(json.loads, resp.text.splitlines())}
+    assert exported == pop.own_refs, exported
+
+    # Another patient's token can neither follow the job nor read its files; a system token can.
+    other = smart.token("launch/patient patient/*.rs", patient=pop.other)
+    error_outcome(smart.get(location, other), 403)
+    error_outcome(smart.get(manifest["output"][0]["url"], other), 403)
+    error_outcome(smart.delete(location, other), 403)
+    assert smart.get(location, smart.token("system/*.rs")).status_code == 200
+
+    # A token that reads only some types of the compartment names them; system and group
+    # exports stay refused.
+    observations_only = smart.token("launch/patient patient/Observation.rs", patient=pop.own)
+    error_outcome(smart.get("Patient/$export", observations_only, headers=ASYNC), 403)
+    narrowed = smart.get("Patient/$export", observations_only, headers=ASYNC, params={"_type": "Observation"})
+    assert narrowed.status_code == 202, narrowed.text[:500]
+    files = poll_manifest(smart, narrowed.headers["Content-Location"], observations_only)["output"]
+    assert {f["type"] for f in files} == {"Observation"}
+    error_outcome(smart.get("$export", token, headers=ASYNC), 403)

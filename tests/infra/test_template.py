@@ -297,13 +297,16 @@ def test_functions_receive_the_contract_environment(shape):
             assert env["FHIRLAKE_SEARCH_MAX_COUNT"] == {"Ref": "SearchMaxCount"}
             # GET $export files go to the data bucket, which fhir-api and the job functions reach.
             assert env["FHIRLAKE_EXPORT_S3_URI"] == {"Fn::Sub": "s3://${DataBucket}/exports/"}
+            # Storing audit records as AuditEvent resources is the data plane's option.
+            assert env["FHIRLAKE_AUDIT_EVENTS"] == {"Ref": "AuditEvents"}
         else:
             assert "FHIRLAKE_SEARCH_MAX_COUNT" not in env, binary
             assert "FHIRLAKE_EXPORT_S3_URI" not in env, binary
+            assert "FHIRLAKE_AUDIT_EVENTS" not in env, binary
         for variable, value in WORKFLOW_ENV.items():
             assert env.get(variable) == (value if binary in API_FUNCTIONS else None), (binary, variable)
         allowed = set(CONTRACT_ENV) | set(WORKFLOW_ENV) | {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_SEARCH_MAX_COUNT",
-                                                           "FHIRLAKE_EXPORT_S3_URI"}
+                                                           "FHIRLAKE_EXPORT_S3_URI", "FHIRLAKE_AUDIT_EVENTS"}
         assert set(env) <= allowed, binary
     reserved = deployed["fhir-api"][1]["Properties"].get("ReservedConcurrentExecutions")
     assert reserved == ({"Ref": "FhirApiReservedConcurrency"} if "FhirApiReservedConcurrency" in overrides else None)
@@ -559,5 +562,6 @@ def readme_table(heading):
 def test_the_readme_documents_every_parameter_and_variable():
     assert readme_table("Template parameters") == set(source()["Parameters"])
     variables = set(CONTRACT_ENV) | set(WORKFLOW_ENV)
-    variables |= {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX", "FHIRLAKE_SEARCH_MAX_COUNT"}
+    variables |= {"FHIRLAKE_ACCESS_KEYS_SECRET", "FHIRLAKE_PUBLIC_URL", "FHIRLAKE_OBJECT_PREFIX", "FHIRLAKE_SEARCH_MAX_COUNT",
+                  "FHIRLAKE_AUDIT_EVENTS"}
     assert readme_table("Lambda function environment") == variables

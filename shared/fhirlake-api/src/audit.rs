@@ -27,6 +27,8 @@ pub(crate) struct Completed<'a> {
     pub caller: Option<&'a Caller>,
     /// The response's status.
     pub status: u16,
+    /// The response's `Location`, which names the resource a create made.
+    pub location: Option<&'a str>,
 }
 
 /// Appends the record of a completed (or refused) request.
@@ -40,7 +42,9 @@ pub(crate) async fn record(log: &dyn AuditLog, done: Completed<'_>) {
         Plane::Data { datastore_id, segments } => {
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
             let op = data_operation(done.parts.method.as_str(), &segments, done.parts.uri.query().is_some_and(|q| !q.is_empty()));
-            ("data", op.name.to_string(), Some(datastore_id.clone()), op.resource_type, op.resource_id)
+            // A create names its new resource only in the response's Location.
+            let resource_id = op.resource_id.or_else(|| created_id(done.location, op.resource_type.as_deref()?));
+            ("data", op.name.to_string(), Some(datastore_id.clone()), op.resource_type, resource_id)
         }
         Plane::SmartDiscovery { datastore_id } => ("data", "GetSmartConfiguration".to_string(), Some(datastore_id.clone()), None, None),
         Plane::Unknown => ("data", fhirlake_core::operation::UNKNOWN.to_string(), None, None, None),
@@ -65,6 +69,13 @@ pub(crate) async fn record(log: &dyn AuditLog, done: Completed<'_>) {
         status,
     };
     log.append(&record).await;
+}
+
+/// The id in a `Location` of the form `…/{resource_type}/{id}/_history/{version}`.
+fn created_id(location: Option<&str>, resource_type: &str) -> Option<String> {
+    let mut segments = location?.split('/').rev();
+    let (_version, history, id, found_type) = (segments.next()?, segments.next()?, segments.next()?, segments.next()?);
+    (history == "_history" && found_type == resource_type && fhirlake_fhir::resource::is_valid_id(id)).then(|| id.to_string())
 }
 
 /// The scheme a refused request tried, from its `Authorization` header.

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod audit_events;
 mod auth;
 mod bearer;
 pub mod control_plane;
@@ -26,6 +27,7 @@ use fhirlake_ports::audit::AuditLog;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
+pub use audit_events::AuditEventResources;
 pub use auth::{AuthFailure, Authentication, Caller, CredentialRefresh, GatewayPrincipal, RequestAuthenticator};
 pub use bearer::{BearerAuthenticator, Introspection, OneIntrospector};
 
@@ -124,6 +126,7 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         body: &body,
         caller: caller.as_ref(),
         status: response.status().as_u16(),
+        location: response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()),
     };
     audit::record(state.audit.as_ref(), done).await;
     response

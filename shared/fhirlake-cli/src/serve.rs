@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fhirlake_api::{router, AppState, BearerAuthenticator, OneIntrospector, RequestAuthenticator};
+use fhirlake_api::{router, AppState, AuditEventResources, BearerAuthenticator, OneIntrospector, RequestAuthenticator};
 use fhirlake_core::{Backends, ExportDestination, ServiceConfig, Services};
 use fhirlake_embedded::JsonLinesAuditLog;
+use fhirlake_ports::audit::AuditLog;
 use fhirlake_smart::HttpIntrospector;
 
 use crate::aws_args::AwsArgs;
@@ -75,6 +76,10 @@ pub struct ServeArgs {
     /// (https, or http on loopback; 1 s budget). Without it such tokens are answered 503.
     #[arg(long, env = "FHIRLAKE_TOKEN_INTROSPECTION_URL")]
     token_introspection_url: Option<String>,
+    /// Also store each data-plane audit record as a FHIR AuditEvent resource in the datastore it
+    /// concerns (one more write per request); the audit log file stays the authoritative trail.
+    #[arg(long, env = "FHIRLAKE_AUDIT_EVENTS")]
+    audit_events: bool,
 }
 
 /// The embedded store's default export bucket, under `<data-dir>/s3/`.
@@ -136,11 +141,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let audit_path = args.data_dir.join("audit").join("audit.jsonl");
     let audit = Arc::new(JsonLinesAuditLog::open(&audit_path).with_context(|| format!("opening the audit log {}", audit_path.display()))?);
+    let audit_log: Arc<dyn AuditLog> = match args.audit_events {
+        true => Arc::new(AuditEventResources::new(audit.clone(), services.clone())),
+        false => audit.clone(),
+    };
     let state = Arc::new(AppState {
         services,
         authenticator: RequestAuthenticator::sigv4(&args.region, Arc::new(store)),
         bearer,
-        audit: audit.clone(),
+        audit: audit_log,
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

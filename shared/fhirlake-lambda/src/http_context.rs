@@ -24,7 +24,8 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use axum::Router;
 use fhirlake_api::{
-    plane_error, router, AppState, BearerAuthenticator, CredentialRefresh, GatewayPrincipal, Introspection, RequestAuthenticator, RequestId,
+    plane_error, router, AppState, AuditEventResources, BearerAuthenticator, CredentialRefresh, GatewayPrincipal, Introspection,
+    RequestAuthenticator, RequestId,
 };
 use fhirlake_auth::CredentialStore;
 use fhirlake_aws::LambdaIntrospector;
@@ -75,6 +76,7 @@ pub struct HttpContext {
     authentication: Authentication,
     workflows: Option<Arc<dyn Workflows>>,
     introspection: Option<Arc<dyn Introspection>>,
+    audit_events: bool,
     router: tokio::sync::OnceCell<Router>,
 }
 
@@ -116,6 +118,7 @@ impl HttpContext {
             authentication,
             workflows: None,
             introspection: None,
+            audit_events: false,
             router: tokio::sync::OnceCell::new(),
         }
     }
@@ -130,6 +133,12 @@ impl HttpContext {
     /// Judging the tokens of datastores with an `IdpLambdaArn` through `introspection`.
     pub fn with_introspection(mut self, introspection: Arc<dyn Introspection>) -> Self {
         self.introspection = Some(introspection);
+        self
+    }
+
+    /// Also storing data-plane audit records as AuditEvent resources ([`AuditEventResources`]).
+    pub fn with_audit_events(mut self, audit_events: bool) -> Self {
+        self.audit_events = audit_events;
         self
     }
 
@@ -174,7 +183,8 @@ impl HttpContext {
         let context = Self::new(&settings.region, &settings.account_id, settings.public_url.as_deref(), backends, authentication)
             .with_max_page_size(settings.max_page_size)
             .with_export_destination(settings.export_destination.clone())
-            .with_introspection(Arc::new(LambdaIntrospection::new(sdk)));
+            .with_introspection(Arc::new(LambdaIntrospection::new(sdk)))
+            .with_audit_events(settings.audit_events);
         Ok(match &settings.workflows {
             Some(arns) => context.with_workflows(Arc::new(StepFunctionsWorkflows::new(
                 clients.sfn.clone(),
@@ -254,6 +264,10 @@ impl HttpContext {
             Some(workflows) => Services::with_workflows(config, self.backends.clone(), workflows.clone()),
             None => Services::new(config, self.backends.clone()),
         };
+        let audit: Arc<dyn fhirlake_ports::audit::AuditLog> = match self.audit_events {
+            true => Arc::new(AuditEventResources::new(Arc::new(StdoutAuditLog::new()), services.clone())),
+            false => Arc::new(StdoutAuditLog::new()),
+        };
         router(Arc::new(AppState {
             services,
             authenticator,
@@ -261,7 +275,7 @@ impl HttpContext {
                 Some(introspection) => BearerAuthenticator::over_https_or_unavailable().with_introspection(introspection.clone()),
                 None => BearerAuthenticator::over_https_or_unavailable(),
             },
-            audit: Arc::new(StdoutAuditLog::new()),
+            audit,
         }))
     }
 }

@@ -33,6 +33,8 @@ pub const AUTH_MODE_ENV: &str = "FHIRLAKE_AUTH_MODE";
 pub const ACCESS_KEYS_SECRET_ENV: &str = "FHIRLAKE_ACCESS_KEYS_SECRET";
 /// Environment variable holding the largest page size of searches and history.
 pub const SEARCH_MAX_COUNT_ENV: &str = "FHIRLAKE_SEARCH_MAX_COUNT";
+/// `true`: data-plane audit records are also stored as FHIR AuditEvent resources.
+pub const AUDIT_EVENTS_ENV: &str = "FHIRLAKE_AUDIT_EVENTS";
 /// Environment variable holding the ARN of the bulk import state machine.
 pub const IMPORT_STATE_MACHINE_ARN_ENV: &str = "FHIRLAKE_IMPORT_STATE_MACHINE_ARN";
 /// Environment variable holding the ARN of the bulk export state machine.
@@ -122,6 +124,8 @@ pub struct HttpSettings {
     pub workflows: Option<WorkflowSettings>,
     /// Where `$export` kick-offs naming no destination write their files.
     pub export_destination: Option<ExportDestination>,
+    /// Whether data-plane audit records are also stored as AuditEvent resources.
+    pub audit_events: bool,
     /// How long after one load of the access keys the next may start (not an environment
     /// variable: [`AccessKeys::DEFAULT_REFRESH_INTERVAL`](crate::AccessKeys::DEFAULT_REFRESH_INTERVAL)).
     pub key_refresh_interval: Duration,
@@ -165,7 +169,13 @@ impl HttpSettings {
                 }
             },
         };
+        let audit_events = match non_empty(&lookup, AUDIT_EVENTS_ENV).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(LambdaError::Config(format!("{AUDIT_EVENTS_ENV} must be true or false"))),
+        };
         Ok(HttpSettings {
+            audit_events,
             workflows: WorkflowSettings::from_lookup(&lookup)?,
             export_destination: non_empty(&lookup, EXPORT_S3_URI_ENV).map(|s3_uri| {
                 let kms_key_id = non_empty(&lookup, EXPORT_KMS_KEY_ID_ENV).unwrap_or_else(|| aws.kms_key.clone());

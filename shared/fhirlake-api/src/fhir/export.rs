@@ -17,17 +17,20 @@
 
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use fhirlake_core::access::Access;
 use fhirlake_core::datastores::ActiveDatastore;
 use fhirlake_core::jobs::{
     ExportScope, ExportSpec, JobKind, JobRecord, JobStatus, OutputDataConfig, S3Configuration, StartFhirExportJobRequest,
 };
 use fhirlake_core::Services;
+use fhirlake_fhir::registry;
 use fhirlake_fhir::resource::format_instant;
+use fhirlake_smart::Interaction;
 use http::{header, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{FhirError, FhirRequest};
+use super::{guard, FhirError, FhirRequest};
 
 /// `_outputFormat` values that mean NDJSON.
 const NDJSON_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
@@ -54,7 +57,6 @@ pub async fn kick_off(
     base: &str,
     scope: ExportScope,
 ) -> Result<Response, FhirError> {
-    super::guard::require_everything(req.access, fhirlake_smart::Interaction::Read, "$export")?;
     let prefer = req.headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !prefer.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")) {
         return Err(FhirError::bad_request("$export runs asynchronously: send Prefer: respond-async"));
@@ -94,9 +96,11 @@ pub async fn kick_off(
         let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, QUERY))).collect();
         request_url = format!("{request_url}?{}", query.join("&"));
     }
+    let types = list("_type");
+    let scope = scope_for(req.access, scope, &types)?;
     let spec = ExportSpec {
         scope,
-        types: list("_type"),
+        types,
         since: instant("_since")?,
         until: instant("_until")?,
         type_filters: params.iter().filter(|(k, _)| k == "_typeFilter").flat_map(|(_, v)| v.split(',')).map(String::from).collect(),
@@ -119,6 +123,59 @@ pub async fn kick_off(
         response.headers_mut().insert(header::CONTENT_LOCATION, v);
     }
     Ok(response)
+}
+
+/// What a kick-off may export under `access`: anything with read access to every resource
+/// (`system/*.rs`); with a `patient/` token, `Patient/$export` becomes the export of the launch
+/// patient's compartment, of the types the token reads there (all of them without `_type`).
+/// Anything else is refused.
+fn scope_for(access: &Access, scope: ExportScope, types: &[String]) -> Result<ExportScope, FhirError> {
+    if access.permits_everything(Interaction::Read) {
+        return Ok(scope);
+    }
+    if scope != ExportScope::Patient {
+        return Err(guard::needs_full_reach("a system or group $export"));
+    }
+    let in_compartment = |t: &&str| *t == "Patient" || !registry::compartment_params("Patient", t).is_empty();
+    let covered: Vec<&str> = match types.is_empty() {
+        true => registry::resource_types().iter().copied().filter(in_compartment).collect(),
+        false => types.iter().map(String::as_str).collect(),
+    };
+    // Every type exported must be read exactly within one patient's compartment: the launch
+    // patient's.
+    let mut launch: Option<(String, String)> = None;
+    for resource_type in covered {
+        let permit = guard::permit(access, resource_type, Interaction::Read)?;
+        let compartment = permit.exact_compartment().filter(|(c, _)| c == "Patient").cloned();
+        match (compartment, &launch) {
+            (Some(c), None) => launch = Some(c),
+            (Some(c), Some(l)) if &c == l => {}
+            _ => {
+                return Err(FhirError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                    "the access token does not read every {resource_type} of the launch patient's compartment; name the types with _type"
+                ),
+                ))
+            }
+        }
+    }
+    let Some((_, patient)) = launch else { return Err(guard::needs_full_reach("$export")) };
+    Ok(ExportScope::Compartment { patient })
+}
+
+/// Refuses to show or touch an export job the caller may not follow: only a caller reading
+/// everything, or the patient whose compartment the job exports.
+fn may_follow(access: &Access, job: &JobRecord) -> Result<(), FhirError> {
+    if access.permits_everything(Interaction::Read) {
+        return Ok(());
+    }
+    let patient = job.export.as_ref().and_then(|e| e.scope.compartment_patient());
+    match (patient, access.patient()) {
+        (Some(patient), Some(launch)) if launch == format!("Patient/{patient}") => Ok(()),
+        _ => Err(guard::needs_full_reach("an export job")),
+    }
 }
 
 /// Where a kick-off's files go, and the parameters its body carried.
@@ -188,8 +245,9 @@ const QUERY: &percent_encoding::AsciiSet =
 
 /// `GET [base]/export/{jobId}`: 202 with `X-Progress` while running, 200 with the completion
 /// manifest when done, an OperationOutcome when it failed, 404 once cancelled.
-pub async fn status(services: &Services, ds: &ActiveDatastore, base: &str, job_id: &str) -> Result<Response, FhirError> {
+pub async fn status(services: &Services, ds: &ActiveDatastore, access: &Access, base: &str, job_id: &str) -> Result<Response, FhirError> {
     let job = services.jobs.record(JobKind::Export, &ds.id, job_id).await?;
+    may_follow(access, &job)?;
     match job.status {
         JobStatus::Completed | JobStatus::CompletedWithErrors => {
             let served = job.export.as_ref().is_some_and(|e| e.served);
@@ -233,7 +291,8 @@ pub async fn status(services: &Services, ds: &ActiveDatastore, base: &str, job_i
 }
 
 /// `GET [base]/export/{jobId}/{file}`: a file of a finished export whose files are served here.
-pub async fn file(services: &Services, ds: &ActiveDatastore, job_id: &str, name: &str) -> Result<Response, FhirError> {
+pub async fn file(services: &Services, ds: &ActiveDatastore, access: &Access, job_id: &str, name: &str) -> Result<Response, FhirError> {
+    may_follow(access, &services.jobs.record(JobKind::Export, &ds.id, job_id).await?)?;
     let bytes = services.jobs.exported_file(&ds.id, job_id, name).await?;
     let mut response = Response::new(axum::body::Body::from(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
@@ -241,7 +300,8 @@ pub async fn file(services: &Services, ds: &ActiveDatastore, job_id: &str, name:
 }
 
 /// `DELETE [base]/export/{jobId}`: 202; the job becomes `CANCEL_SUBMITTED`.
-pub async fn cancel(services: &Services, ds: &ActiveDatastore, job_id: &str) -> Result<Response, FhirError> {
+pub async fn cancel(services: &Services, ds: &ActiveDatastore, access: &Access, job_id: &str) -> Result<Response, FhirError> {
+    may_follow(access, &services.jobs.record(JobKind::Export, &ds.id, job_id).await?)?;
     let job = services.jobs.cancel_export(&ds.id, job_id).await?;
     let body = json!({"exportJobProperties": {"jobId": job.id, "jobStatus": job.status.as_str(), "datastoreId": job.datastore_id}});
     Ok(json_response(StatusCode::ACCEPTED, &body))

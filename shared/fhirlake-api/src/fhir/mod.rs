@@ -93,18 +93,9 @@ async fn dispatch(services: &Services, req: &FhirRequest<'_>) -> Result<Response
         (Method::GET | Method::POST, ["Group", id, "$export"]) => {
             export::kick_off(services, ds, req, &base, ExportScope::Group { id: id.to_string() }).await
         }
-        (Method::GET, ["export", job_id]) => {
-            guard::require_everything(req.access, Interaction::Read, "an export job")?;
-            export::status(services, ds, &base, job_id).await
-        }
-        (Method::GET, ["export", job_id, file]) => {
-            guard::require_everything(req.access, Interaction::Read, "an exported file")?;
-            export::file(services, ds, job_id, file).await
-        }
-        (Method::DELETE, ["export", job_id]) => {
-            guard::require_everything(req.access, Interaction::Read, "an export job")?;
-            export::cancel(services, ds, job_id).await
-        }
+        (Method::GET, ["export", job_id]) => export::status(services, ds, req.access, &base, job_id).await,
+        (Method::GET, ["export", job_id, file]) => export::file(services, ds, req.access, job_id, file).await,
+        (Method::DELETE, ["export", job_id]) => export::cancel(services, ds, req.access, job_id).await,
         (_, ["$export"] | ["export", _]) => Err(method_not_allowed()),
         (Method::GET, ["_history"]) => history::system(services, ds, req, &base).await,
         (Method::POST, ["_search"]) => search::search(services, ds, req, &base, None, Scope::default()).await,

@@ -162,6 +162,7 @@ pub(super) async fn plan(steps: &JobSteps, ds: &ActiveDatastore, job: &JobRecord
                 chunks.push(chunk(chunks.len(), "Patient", 0, patients.to_vec()));
             }
         }
+        ExportScope::Compartment { patient } => chunks.push(chunk(0, "Patient", 0, vec![patient.clone()])),
     }
     let summary = PlanSummary { chunks: chunks.len() as u64, files: 0, bytes: 0 };
     Ok((chunks, summary))
@@ -234,6 +235,11 @@ pub(super) async fn run_chunk(
                 }
             }
             compartments(steps, ds, at, patients, &Owners::Members(members), &filter, &mut files).await?;
+        }
+        ExportScope::Compartment { patient } => {
+            let patients: Vec<_> = version_at(steps, ds, "Patient", patient, at).await?.filter(|v| !v.is_deleted()).into_iter().collect();
+            let owners = Owners::Members(HashSet::from([patient.clone()]));
+            compartments(steps, ds, at, patients, &owners, &filter, &mut files).await?;
         }
     }
     files.finish().await

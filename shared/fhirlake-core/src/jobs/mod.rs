@@ -423,9 +423,14 @@ impl JobService {
         )?;
         let output = validate_output("OutputDataConfig", &request.output_data_config)?;
         export::check_spec(&spec)?;
-        if let ExportScope::Group { id } = &spec.scope {
+        let named = match &spec.scope {
+            ExportScope::Group { id } => Some(("Group", id)),
+            ExportScope::Compartment { patient } => Some(("Patient", patient)),
+            ExportScope::System | ExportScope::Patient => None,
+        };
+        if let Some((resource_type, id)) = named {
             let ds = self.steps.datastores.active(&request.datastore_id).await?;
-            self.steps.resources.read(&ds, "Group", id).await?;
+            self.steps.resources.read(&ds, resource_type, id).await?;
         }
         let record = |id: String, now| JobRecord {
             export: Some(spec.clone()),

@@ -68,6 +68,22 @@ pub enum ExportScope {
         /// The Group's id.
         id: String,
     },
+    /// One patient and the resources in their compartment: `Patient/$export` with a SMART
+    /// `patient/` token, whose launch patient it is.
+    Compartment {
+        /// The patient's id.
+        patient: String,
+    },
+}
+
+impl ExportScope {
+    /// The patient whose compartment this export is, for [`ExportScope::Compartment`].
+    pub fn compartment_patient(&self) -> Option<&str> {
+        match self {
+            ExportScope::Compartment { patient } => Some(patient),
+            _ => None,
+        }
+    }
 }
 
 /// What an export covers and how it is filtered.
