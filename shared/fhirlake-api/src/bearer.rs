@@ -107,23 +107,21 @@ impl BearerAuthenticator {
         operation: &str,
     ) -> Result<Caller, FhirError> {
         let token = bearer_token(authorization)?;
-        // A datastore that does not exist or takes SigV4 only is refused as an unsigned request
-        // to it would be (403), so a token learns nothing about which datastores exist.
-        let sigv4_only = || FhirError::new(StatusCode::FORBIDDEN, "security", "this datastore accepts sigv4 signatures only");
-        let ds = match services.datastores.active(datastore_id).await {
-            Ok(ds) if smart_version(&ds).is_some() => ds,
-            Ok(_) | Err(CoreError::NotFound(_)) => return Err(sigv4_only()),
-            Err(e) => return Err(e.into()),
-        };
+        let ds = smart_datastore(services, datastore_id).await?;
+        self.authenticate_in(services, &ds, token, operation).await
+    }
+
+    /// [`authenticate`](Self::authenticate) in a SMART datastore already read.
+    async fn authenticate_in(&self, services: &Services, ds: &ActiveDatastore, token: &str, operation: &str) -> Result<Caller, FhirError> {
         let claims = match &ds.identity_provider.idp_lambda_arn {
-            Some(arn) => self.introspect(services, &ds, arn, token, operation).await?,
-            None => self.validator(services, &ds)?.validate(token).await?,
+            Some(arn) => self.introspect(services, ds, arn, token, operation).await?,
+            None => self.validator(services, ds)?.validate(token).await?,
         };
         let principal = claims.subject.clone().or_else(|| claims.client_id.clone()).unwrap_or_else(|| "smart-token".into());
         let client_id = claims.client_id.clone();
         let fine_grained = ds.identity_provider.fine_grained_authorization_enabled.unwrap_or(false);
         let related = match (&claims.fhir_user, fine_grained) {
-            (Some(user), true) => related_patients(services, &ds, user).await?,
+            (Some(user), true) => related_patients(services, ds, user).await?,
             _ => Vec::new(),
         };
         Ok(Caller {
@@ -147,13 +145,12 @@ impl BearerAuthenticator {
         authorization: &str,
         operation: &str,
     ) -> Result<Option<Caller>, FhirError> {
-        let introspected =
-            matches!(services.datastores.active(datastore_id).await, Ok(ds) if ds.identity_provider.idp_lambda_arn.is_some());
-        if introspected {
-            bearer_token(authorization)?;
+        let token = bearer_token(authorization)?;
+        let ds = smart_datastore(services, datastore_id).await?;
+        if ds.identity_provider.idp_lambda_arn.is_some() {
             return Ok(None);
         }
-        self.authenticate(services, datastore_id, authorization, operation).await.map(Some)
+        self.authenticate_in(services, &ds, token, operation).await.map(Some)
     }
 
     /// Whether `datastore_id` takes bearer tokens, for the challenge of a request without
@@ -234,6 +231,19 @@ async fn related_patients(services: &Services, ds: &ActiveDatastore, user: &Fhir
             Ok(patient.filter(|id| fhirlake_smart::claims::is_fhir_id(id)).map(str::to_string).into_iter().collect())
         }
         _ => Ok(Vec::new()),
+    }
+}
+
+/// The addressed datastore, read once per request. One that does not exist or takes SigV4 only
+/// is refused as an unsigned request to it would be (403), so a token learns nothing about
+/// which datastores exist.
+async fn smart_datastore(services: &Services, datastore_id: &str) -> Result<ActiveDatastore, FhirError> {
+    match services.datastores.active(datastore_id).await {
+        Ok(ds) if smart_version(&ds).is_some() => Ok(ds),
+        Ok(_) | Err(CoreError::NotFound(_)) => {
+            Err(FhirError::new(StatusCode::FORBIDDEN, "security", "this datastore accepts sigv4 signatures only"))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
