@@ -171,3 +171,31 @@ async fn every_request_leaves_an_audit_record_with_ids_and_no_content() {
         assert!(!line.contains("Secretname"), "{line}");
     }
 }
+
+#[tokio::test]
+async fn bearer_tokens_are_refused_where_no_datastore_takes_them() {
+    let app = app();
+    let bearer = [("authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")];
+    // The control plane takes SigV4 only: an AWS JSON error.
+    let listing = request(
+        "POST",
+        "/",
+        &[("content-type", "application/x-amz-json-1.0"), ("x-amz-target", "HealthLake.ListFHIRDatastores"), bearer[0]],
+        b"{}",
+        false,
+    );
+    let (status, body) = send(&app, listing).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["__type"], "AccessDeniedException");
+
+    // A datastore with AWS_AUTH (or none at all) answers a token as it answers an unsigned
+    // request: 403 with an OperationOutcome, saying nothing about whether it exists.
+    let (_, created) = send(&app, control("CreateFHIRDatastore", &json!({"DatastoreTypeVersion": "R4"}), true)).await;
+    let id = created["DatastoreId"].as_str().expect("an id").to_string();
+    for datastore in [id.as_str(), "0123456789abcdef0123456789abcdef"] {
+        let (status, body) = send(&app, request("GET", &format!("/datastore/{datastore}/r4/Patient"), &bearer, b"", false)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(body["issue"][0]["code"], "security");
+    }
+}

@@ -304,6 +304,9 @@ mod tests {
         assert_eq!(settings.region, "eu-west-1");
         assert_eq!(settings.public_url, None);
         assert_eq!(settings.max_page_size, 1000);
+        assert!(!settings.audit_events);
+        let on: Vec<_> = BASE.iter().copied().chain([(AUDIT_EVENTS_ENV, "true")]).collect();
+        assert!(HttpSettings::from_lookup(env(&on), aws()).unwrap().audit_events);
 
         let without: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != ACCESS_KEYS_SECRET_ENV).collect();
         let error = HttpSettings::from_lookup(env(&without), aws()).unwrap_err();
@@ -327,6 +330,7 @@ mod tests {
             ("FHIRLAKE_SEARCH_MAX_COUNT", "0"),
             ("FHIRLAKE_SEARCH_MAX_COUNT", "10001"),
             ("FHIRLAKE_SEARCH_MAX_COUNT", "many"),
+            ("FHIRLAKE_AUDIT_EVENTS", "yes"),
         ] {
             let mut pairs: Vec<_> = BASE.iter().copied().filter(|(n, _)| *n != name).collect();
             pairs.push((name, value));
