@@ -206,7 +206,11 @@ async fn main() {
         mb / import
     );
     println!("import CPU: {import_cpu:.1} s ({:.0} µs/resource over all threads)", import_cpu * 1e6 / imported as f64);
-    println!("on disk after import: {:.0} bytes/resource", dir_size(dir.path()) as f64 / resources as f64);
+    println!(
+        "on disk after import: {:.0} bytes/resource ({} sorted runs beside the B-tree)",
+        dir_size(dir.path()) as f64 / resources as f64,
+        embedded.items.runs()
+    );
 
     let request = StartFhirExportJobRequest {
         job_name: Some("bench".into()),

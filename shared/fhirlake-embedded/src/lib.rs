@@ -2,7 +2,7 @@
 //!
 //! | port | adapter | storage |
 //! |------|---------|---------|
-//! | `ItemTable` | [`RedbItemTable`] | one redb file: crash-safe, ACID, DynamoDB's key model and limits |
+//! | `ItemTable` | [`RedbItemTable`] | one redb file and sorted run files beside it: crash-safe, ACID, DynamoDB's key model and limits |
 //! | `ObjectStore` | [`LocalObjectStore`] | one file per object under a directory, atomic replace |
 //! | `KeyService` | [`LocalKeyFile`] | a 0600 file holding a 256-bit master secret |
 //! | `Buckets` | [`LocalBuckets`] | `s3://bucket/key` as `<data_dir>/s3/bucket/key` (jobs' input and output) |
@@ -24,6 +24,8 @@ mod local_buckets;
 mod local_key_file;
 mod local_object_store;
 mod redb_item_table;
+mod run_set;
+mod sorted_run;
 
 pub use embedded_backend::EmbeddedBackend;
 pub use json_lines_audit_log::JsonLinesAuditLog;
@@ -31,3 +33,4 @@ pub use local_buckets::LocalBuckets;
 pub use local_key_file::LocalKeyFile;
 pub use local_object_store::LocalObjectStore;
 pub use redb_item_table::RedbItemTable;
+pub use run_set::RunPolicy;
