@@ -204,8 +204,7 @@ impl ResourceService {
             }
         }
         if !orphaned.is_empty() {
-            let (keys, objects) = resources::leftovers(&orphaned);
-            self.discard(keys, &objects).await;
+            self.discard(ds, &orphaned).await;
         }
         if !superseded.is_empty() {
             self.retire_entries(ds, &superseded).await;

@@ -558,12 +558,8 @@ impl ResourceService {
             .with("op", AttrValue::S(method.code().into()))
             .with(index::WRITE_TOKEN_ATTR, AttrValue::S(token.clone()));
         let index_key = self.cipher.index_key(ds).await?;
-        let shard = layout::history_shard(id);
-        let history_sk = layout::history_sk(at.timestamp_micros(), resource_type, id, version, &token);
-        let mut entries = vec![
-            Item::new(Key::new(layout::type_history_pk(&ds.id, resource_type, shard), history_sk.clone())),
-            Item::new(Key::new(layout::system_history_pk(&ds.id, shard), history_sk)),
-        ];
+        let mut entries: Vec<Item> =
+            history_keys(&ds.id, resource_type, id, version, at.timestamp_micros(), &token).into_iter().map(Item::new).collect();
         let mut body_object = None;
         let json = match body {
             None => {
@@ -598,7 +594,7 @@ impl ResourceService {
             write_token: Some(token),
             source: None,
         };
-        Ok(PreparedVersion { item, entries, entry_keys: Vec::new(), body_object, stored, previous: previous.cloned() })
+        Ok(PreparedVersion { item, entries, body_object, stored, previous: previous.cloned() })
     }
 
     /// Makes prepared versions visible, all or none: their entries first, then every version
@@ -611,15 +607,13 @@ impl ResourceService {
     /// versions that already exist).
     pub(crate) async fn apply(&self, ds: &ActiveDatastore, mut prepared: Vec<PreparedVersion>) -> Result<Vec<StoredVersion>, CommitError> {
         self.store_entries(ds, &mut prepared.iter_mut().collect::<Vec<_>>()).await?;
-        let (entry_keys, body_objects) = leftovers(&prepared.iter().collect::<Vec<_>>());
-        let mut stored = Vec::with_capacity(prepared.len());
-        let mut superseded = Vec::new();
-        let mut items = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            items.push(p.item);
-            stored.push(p.stored);
-            superseded.extend(p.previous);
-        }
+        let mut items: Vec<Item> = prepared
+            .iter_mut()
+            .map(|p| {
+                let stub = Item::new(p.item.key.clone());
+                std::mem::replace(&mut p.item, stub)
+            })
+            .collect();
         let written = if items.len() == 1 {
             match items.pop() {
                 Some(item) => self.backends.table.put(item, Condition::NotExists).await,
@@ -639,32 +633,30 @@ impl ResourceService {
             }
         };
         if let Err(e) = written {
-            self.discard(entry_keys, &body_objects).await;
+            self.discard(ds, &prepared.iter().collect::<Vec<_>>()).await;
             return Err(CommitError::Storage(e));
         }
+        let superseded: Vec<&StoredVersion> = prepared.iter().filter_map(|p| p.previous.as_ref()).collect();
         if !superseded.is_empty() {
-            self.retire_entries(ds, &superseded.iter().collect::<Vec<_>>()).await;
+            self.retire_entries(ds, &superseded).await;
         }
-        Ok(stored)
+        Ok(prepared.into_iter().map(|p| p.stored).collect())
     }
 
     /// The first step of every commit: records the versions' types, then writes their history
     /// and index entries (removed again if that fails). Nothing is visible yet.
     ///
-    /// The entries move into the batch (a bulk write's entries are most of its memory); each
-    /// version keeps their keys.
+    /// The entries move into the batch (a bulk write's entries are most of its memory); a version
+    /// that does not commit has their keys worked out again ([`Self::discard`]).
     pub(crate) async fn store_entries(&self, ds: &ActiveDatastore, prepared: &mut [&mut PreparedVersion]) -> Result<(), CommitError> {
         self.record_types(ds, prepared.iter().map(|p| p.stored.resource_type.as_str())).await?;
         let mut batch = Vec::with_capacity(prepared.iter().map(|p| p.entries.len()).sum());
         for p in prepared.iter_mut() {
-            let entries = std::mem::take(&mut p.entries);
-            p.entry_keys = entries.iter().map(|e| e.key.clone()).collect();
-            batch.extend(entries.into_iter().map(BatchWrite::Put));
+            batch.extend(std::mem::take(&mut p.entries).into_iter().map(BatchWrite::Put));
         }
         if let Err(error) = self.backends.table.batch_write(batch).await {
             let written: Vec<&PreparedVersion> = prepared.iter().map(|p| &**p).collect();
-            let (keys, objects) = leftovers(&written);
-            self.discard(keys, &objects).await;
+            self.discard(ds, &written).await;
             return Err(CommitError::Storage(error));
         }
         Ok(())
@@ -702,13 +694,30 @@ impl ResourceService {
         }
     }
 
-    /// Removes what a failed write left: its entries and body object. Best effort: anything
-    /// left is never visible (its version item does not exist with its token).
-    pub(crate) async fn discard(&self, entry_keys: Vec<Key>, body_objects: &[String]) {
-        if let Err(error) = self.backends.table.batch_write(entry_keys.into_iter().map(BatchWrite::Delete).collect()).await {
+    /// Removes what failed writes left: their history and index entries (their keys worked out
+    /// again from each version) and body objects. Best effort: anything left is never visible
+    /// (its version item does not exist with its token).
+    pub(crate) async fn discard(&self, ds: &ActiveDatastore, failed: &[&PreparedVersion]) {
+        let index_key = match self.cipher.index_key(ds).await {
+            Ok(index_key) => Some(index_key),
+            Err(error) => {
+                tracing::warn!(%error, "could not work out the index entries of a failed write; they stay, invisible");
+                None
+            }
+        };
+        let mut keys = Vec::new();
+        for p in failed {
+            let v = &p.stored;
+            let Some(token) = &v.write_token else { continue };
+            keys.extend(history_keys(&ds.id, &v.resource_type, &v.id, v.version, v.last_updated.timestamp_micros(), token));
+            if let Some(index_key) = &index_key {
+                keys.extend(index_keys(index_key, &ds.id, v));
+            }
+        }
+        if let Err(error) = self.backends.table.batch_write(keys.into_iter().map(BatchWrite::Delete).collect()).await {
             tracing::warn!(%error, "could not remove the entries of a failed write");
         }
-        for object_key in body_objects {
+        for object_key in failed.iter().filter_map(|p| p.body_object.as_ref()) {
             if let Err(error) = self.backends.objects.delete(object_key).await {
                 tracing::warn!(%error, "could not remove the body object of a failed write");
             }
@@ -719,16 +728,11 @@ impl ResourceService {
     /// Best effort: entries of a superseded version are never visible, only wasted space.
     pub(crate) async fn retire_entries(&self, ds: &ActiveDatastore, superseded: &[&StoredVersion]) {
         let Ok(index_key) = self.cipher.index_key(ds).await else { return };
-        let mut old = Vec::new();
-        for previous in superseded {
-            let (Some(body), Some(token)) = (&previous.body, &previous.write_token) else { continue };
-            let Ok(resource) = serde_json::from_slice::<Value>(body) else { continue };
-            old.extend(index::entries(&index_key, &ds.id, &previous.resource_type, &previous.id, previous.version, token, &resource));
-        }
+        let old: Vec<Key> = superseded.iter().flat_map(|previous| index_keys(&index_key, &ds.id, previous)).collect();
         if old.is_empty() {
             return;
         }
-        if let Err(error) = self.backends.table.batch_write(old.into_iter().map(|e| BatchWrite::Delete(e.key)).collect()).await {
+        if let Err(error) = self.backends.table.batch_write(old.into_iter().map(BatchWrite::Delete).collect()).await {
             tracing::warn!(%error, "could not remove the index entries of superseded versions");
         }
     }
@@ -784,12 +788,21 @@ impl ResourceService {
     }
 }
 
-/// What prepared versions leave behind when they do not commit: their entries' keys and their
-/// body objects.
-pub(crate) fn leftovers(prepared: &[&PreparedVersion]) -> (Vec<Key>, Vec<String>) {
-    let keys = prepared.iter().flat_map(|p| p.entry_keys.iter().cloned().chain(p.entries.iter().map(|e| e.key.clone()))).collect();
-    let objects = prepared.iter().filter_map(|p| p.body_object.clone()).collect();
-    (keys, objects)
+/// The keys of a version's two history entries (type and system level).
+fn history_keys(ds: &str, resource_type: &str, id: &str, version: u64, micros: i64, token: &str) -> [Key; 2] {
+    let shard = layout::history_shard(id);
+    let sk = layout::history_sk(micros, resource_type, id, version, token);
+    [Key::new(layout::type_history_pk(ds, resource_type, shard), sk.clone()), Key::new(layout::system_history_pk(ds, shard), sk)]
+}
+
+/// The keys of the index entries a stored version was written with (none for a deletion).
+fn index_keys(index_key: &crate::crypto::IndexKey, ds: &str, version: &StoredVersion) -> Vec<Key> {
+    let (Some(body), Some(token)) = (&version.body, &version.write_token) else { return Vec::new() };
+    let Ok(resource) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    index::entries(index_key, ds, &version.resource_type, &version.id, version.version, token, &resource)
+        .into_iter()
+        .map(|e| e.key)
+        .collect()
 }
 
 /// Whether the version items fit one `TransactWriteItems` (100 actions, 4 MB with headroom for
@@ -811,8 +824,6 @@ pub(crate) struct PreparedVersion {
     pub(crate) item: Item,
     /// The history and index entries, until [`ResourceService::store_entries`] writes them.
     pub(crate) entries: Vec<Item>,
-    /// The keys of the entries once written (to remove them if the version does not commit).
-    pub(crate) entry_keys: Vec<Key>,
     pub(crate) body_object: Option<String>,
     pub(crate) stored: StoredVersion,
     pub(crate) previous: Option<StoredVersion>,

@@ -144,6 +144,17 @@ async fn concurrent_writers_never_lose_an_update() {
     assert_eq!(all, (2..=81).collect::<Vec<u64>>(), "every write got its own version");
     let latest = f.services.resources.read(&f.ds, "Patient", &id).await.unwrap();
     assert_eq!(latest.version, 81);
+    // The writes that lost a race removed their entries again, and the winners retired the
+    // entries of the versions they superseded: one history entry per version at each level, and
+    // one listing entry.
+    let count = |pk: String| {
+        let table = f.table.clone();
+        async move { table.query(&Query::partition(pk, 1000)).await.expect("query").items.len() }
+    };
+    let shard = fhirlake_core::layout::history_shard(&id);
+    assert_eq!(count(fhirlake_core::layout::type_history_pk(&f.ds.id, "Patient", shard)).await, 81);
+    assert_eq!(count(fhirlake_core::layout::system_history_pk(&f.ds.id, shard)).await, 81);
+    assert_eq!(count(fhirlake_core::layout::listing_pk(&f.ds.id, "Patient")).await, 1);
 }
 
 #[tokio::test]

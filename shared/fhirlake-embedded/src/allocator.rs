@@ -14,8 +14,12 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long freed memory stays with the process, in milliseconds.
 const PURGE_DELAY_MS: std::ffi::c_long = 1000;
 
-/// Applies the settings above; call it first thing in `main`.
+/// Applies the settings above; call it first thing in `main`. An operator's own
+/// `MIMALLOC_PURGE_DELAY` (mimalloc reads its `MIMALLOC_` variables itself) is left in force.
 pub fn configure() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: mi_option_set only stores a number in mimalloc's option table; any option id and
     // value are accepted, and it is safe to call from any thread at any time.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) }

@@ -32,8 +32,8 @@ use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
 use crate::run_set::{self, merge_window, EntryIter, Merged, Run, RunPolicy, Runs, RUNS, SHADOWS};
-use crate::sorted_run::SortedRun;
-use fhirlake_ports::limits::{validate_batch, validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
+use crate::sorted_run::{partition_of, Entry, KeyHash, SortedRun};
+use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 /// The one redb table holding every item.
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -93,8 +93,8 @@ impl Encoded {
 struct NewRun {
     id: u64,
     data: Arc<SortedRun>,
-    /// The run's keys, removed from the B-tree when it is registered.
-    keys: Vec<Vec<u8>>,
+    /// The run's entries: their keys are removed from the B-tree when it is registered.
+    entries: Vec<Entry>,
 }
 
 /// One write request for the writer thread.
@@ -106,7 +106,7 @@ enum WriteOp {
     /// Unconditional puts (`Some`) and deletes (`None`) on distinct keys, in key order:
     /// neighbouring entries then land on the same B-tree pages one after the other, which
     /// makes a large batch several times cheaper.
-    Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    Batch(Vec<Entry>),
     /// A large batch, already written as a run: registered as the newest.
     Register(NewRun),
 }
@@ -242,17 +242,13 @@ impl RedbItemTable {
     }
 
     /// Writes a large batch as a run, then has the writer register it.
-    async fn write_run(&self, encoded: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> StorageResult<()> {
+    async fn write_run(&self, encoded: Vec<Entry>) -> StorageResult<()> {
         let (id, path) = self.shared.new_run_path();
-        let keys: Vec<Vec<u8>> = encoded.iter().map(|(key, _)| key.clone()).collect();
         let written = path.clone();
-        let data = tokio::task::spawn_blocking(move || {
-            let expected = encoded.len();
-            SortedRun::write(&written, expected, encoded.into_iter().map(Ok))
-        })
-        .await
-        .map_err(|_| StorageError::internal("writing a run of the embedded table failed"))??;
-        let outcome = self.write(WriteOp::Register(NewRun { id, data: Arc::new(data), keys })).await;
+        let (data, entries) = tokio::task::spawn_blocking(move || SortedRun::write_slice(&written, &encoded).map(|run| (run, encoded)))
+            .await
+            .map_err(|_| StorageError::internal("writing a run of the embedded table failed"))??;
+        let outcome = self.write(WriteOp::Register(NewRun { id, data: Arc::new(data), entries })).await;
         if outcome.is_err() {
             // Not registered: nothing refers to the file (a crash here leaves it to the next open).
             let _ = std::fs::remove_file(&path);
@@ -401,16 +397,56 @@ fn store(state: &mut WriteState<'_>, key: &[u8], action: &Action) -> StorageResu
 fn register(state: &mut WriteState<'_>, run: &NewRun) -> StorageResult<()> {
     let seq = state.runs.newest_first().first().map_or(1, |newest| newest.seq + 1);
     state.manifest.insert(seq, run.id).map_err(store_error)?;
-    let shadowed = !state.shadows.is_empty().map_err(store_error)?;
-    for key in &run.keys {
-        state.items.remove(key.as_slice()).map_err(store_error)?;
-        if shadowed {
-            state.shadows.remove(key.as_slice()).map_err(store_error)?;
-        }
+    remove_keys(&mut state.items, &run.entries)?;
+    if !state.shadows.is_empty().map_err(store_error)? {
+        remove_keys(&mut state.shadows, &run.entries)?;
     }
     state.runs = state.runs.with_newest(Arc::new(Run { seq, id: run.id, data: Arc::clone(&run.data) }));
     state.runs_changed = true;
     Ok(())
+}
+
+/// A partition's share of a run up to this size is removed key by key; a larger share costs one
+/// range probe of the B-tree (most partitions of a bulk import's entries hold nothing there).
+const POINT_REMOVALS: usize = 4;
+
+/// Removes the keys of `entries` (sorted) from `table`, partition by partition.
+fn remove_keys(table: &mut WriteTable<'_>, entries: &[Entry]) -> StorageResult<()> {
+    let mut start = 0;
+    while start < entries.len() {
+        let header = partition_of(&entries[start].0);
+        let len = entries[start..].iter().position(|(key, _)| partition_of(key) != header).unwrap_or(entries.len() - start);
+        let group = &entries[start..start + len];
+        start += len;
+        let (Some((first, _)), Some((last, _))) = (group.first(), group.last()) else { continue };
+        let present = if group.len() <= POINT_REMOVALS { None } else { keys_between(table, first, last, group.len())? };
+        match present {
+            // The stored keys of the group's span, few enough to match against the group.
+            Some(present) => {
+                for key in present.iter().filter(|key| group.binary_search_by(|(k, _)| k.as_slice().cmp(key)).is_ok()) {
+                    table.remove(key.as_slice()).map_err(store_error)?;
+                }
+            }
+            None => {
+                for (key, _) in group {
+                    table.remove(key.as_slice()).map_err(store_error)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The keys `table` holds from `first` to `last`, or `None` when there are more than `most`.
+fn keys_between(table: &WriteTable<'_>, first: &[u8], last: &[u8], most: usize) -> StorageResult<Option<Vec<Vec<u8>>>> {
+    let mut present = Vec::new();
+    for entry in table.range::<&[u8]>(first..=last).map_err(store_error)? {
+        if present.len() == most {
+            return Ok(None);
+        }
+        present.push(entry.map_err(store_error)?.0.value().to_vec());
+    }
+    Ok(Some(present))
 }
 
 fn apply(state: &mut WriteState<'_>, op: &WriteOp) -> StorageResult<StorageResult<()>> {
@@ -600,7 +636,8 @@ fn run_query(snapshot: &Snapshot<'_>, query: &Query) -> StorageResult<QueryPage>
     let mut page = QueryPage::default();
     let mut bytes = 0usize;
     let range = snapshot.items.range::<&[u8]>((as_slices(&lower), as_slices(&upper))).map_err(store_error)?;
-    let runs: Vec<&Arc<Run>> = snapshot.runs.newest_first().iter().filter(|run| run.data.may_contain_partition(&header)).collect();
+    let partition = KeyHash::of_partition(&header);
+    let runs: Vec<&Arc<Run>> = snapshot.runs.newest_first().iter().filter(|run| run.data.may_contain(partition)).collect();
     if runs.is_empty() {
         // The B-tree alone: its entries as they are.
         let mut range = range;
@@ -686,18 +723,28 @@ impl ItemTable for RedbItemTable {
     /// One redb transaction (a large batch: one run, registered in one transaction): on this
     /// adapter a batch is in fact atomic.
     async fn batch_write(&self, writes: Vec<BatchWrite>) -> StorageResult<()> {
-        validate_batch(&writes)?;
+        // `validate_batch`'s checks, with duplicates found among the sorted encoded keys (a key
+        // encodes to one byte string) rather than in a hash set of the batch's keys.
+        for write in &writes {
+            match write {
+                BatchWrite::Put(item) => validate_item(item)?,
+                BatchWrite::Delete(key) => validate_key(key)?,
+            }
+        }
         if writes.is_empty() {
             return Ok(());
         }
-        let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes
-            .iter()
+        let mut encoded: Vec<Entry> = writes
+            .into_iter()
             .map(|w| match w {
                 BatchWrite::Put(item) => (encode_key(&item.key.pk, &item.key.sk), Some(encode_attrs(&item.attrs))),
                 BatchWrite::Delete(key) => (encode_key(&key.pk, &key.sk), None),
             })
             .collect();
         encoded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if encoded.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Err(StorageError::invalid("a batch cannot touch one item twice"));
+        }
         if encoded.len() >= self.shared.policy.min_run_entries {
             return self.write_run(encoded).await;
         }

@@ -12,10 +12,11 @@
 //!   hides the runs' entries; a run's own deletes are tombstones.
 //!
 //! Readers take the redb read transaction and the run list together (see
-//! [`crate::redb_item_table`]), so each read sees one consistent state. When more than
-//! [`RunPolicy::max_runs`] runs exist, the compactor merges the adjacent window of
-//! [`RunPolicy::merge_width`] runs with the fewest bytes into one run that takes the window's
-//! newest sequence number (tombstones are dropped when the window includes the oldest run).
+//! [`crate::redb_item_table`]), so each read sees one consistent state. The compactor merges
+//! [`RunPolicy::merge_width`] adjacent runs of one size tier (or, beyond
+//! [`RunPolicy::max_runs`] runs, the newest ones) into one run that takes the window's newest
+//! sequence number (tombstones are dropped when the window includes the oldest run): size-tiered
+//! compaction, so an entry is rewritten about once per tier.
 //! Files are `<table>.runs/<file id, 16 hex digits>.run`; a file the manifest does not name (a
 //! crash before registration, or after a merge committed) is deleted when the table opens.
 
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use fhirlake_ports::{StorageError, StorageResult};
 use redb::{ReadableTable, TableDefinition};
 
-use crate::sorted_run::{Entry, SortedRun};
+use crate::sorted_run::{Entry, KeyHash, SortedRun};
 
 /// The manifest: run sequence number → file id.
 pub(crate) const RUNS: TableDefinition<u64, u64> = TableDefinition::new("runs");
@@ -39,15 +40,16 @@ pub(crate) const SHADOWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 pub struct RunPolicy {
     /// A `batch_write` of at least this many writes becomes a run; smaller ones go to the B-tree.
     pub min_run_entries: usize,
-    /// More runs than this are merged.
+    /// More runs than this are merged even when their sizes differ.
     pub max_runs: usize,
-    /// How many adjacent runs one merge takes (at least 2).
+    /// How many adjacent runs of one size tier one merge takes (at least 2); also the factor
+    /// between the sizes of neighbouring tiers.
     pub merge_width: usize,
 }
 
 impl Default for RunPolicy {
     fn default() -> Self {
-        RunPolicy { min_run_entries: 4096, max_runs: 8, merge_width: 4 }
+        RunPolicy { min_run_entries: 4096, max_runs: 12, merge_width: 4 }
     }
 }
 
@@ -79,13 +81,15 @@ impl Runs {
 
     /// Whether any run may hold an entry for `key`.
     pub fn may_hold(&self, key: &[u8]) -> bool {
-        self.0.iter().any(|run| run.data.may_contain_key(key))
+        let hash = KeyHash::of(key);
+        self.0.iter().any(|run| run.data.may_contain(hash))
     }
 
     /// The newest run entry of `key`: `None` when no run has one, `Some(None)` a tombstone.
     pub fn get(&self, key: &[u8]) -> StorageResult<Option<Option<Vec<u8>>>> {
+        let hash = KeyHash::of(key);
         for run in self.0.iter() {
-            if let Some(found) = run.data.get(key)? {
+            if let Some(found) = run.data.get_hashed(key, hash)? {
                 return Ok(Some(found));
             }
         }
@@ -108,21 +112,40 @@ impl Runs {
         Runs(Arc::new(runs))
     }
 
-    /// The adjacent runs the policy merges next (newest first), if any.
+    /// The adjacent runs the policy merges next (newest first), if any: the newest
+    /// [`RunPolicy::merge_width`] adjacent runs of one size tier, or, when there are more than
+    /// [`RunPolicy::max_runs`], the newest that many. Runs grow by a factor of the width from
+    /// tier to tier, so an entry is rewritten about once per tier (log of the table's size).
     pub fn to_merge(&self, policy: &RunPolicy) -> Option<Vec<Arc<Run>>> {
         let width = policy.merge_width.max(2);
-        if self.0.len() <= policy.max_runs || self.0.len() < width {
+        if self.0.len() < width {
             return None;
         }
-        let bytes = |w: &[Arc<Run>]| w.iter().map(|r| r.data.file_bytes()).sum::<u64>();
-        let window = self.0.windows(width).min_by_key(|w| bytes(w))?;
-        Some(window.to_vec())
+        let tiers: Vec<u32> = self.0.iter().map(|run| size_tier(run.data.file_bytes(), width)).collect();
+        let same_tier = (0..=self.0.len() - width).find(|&j| tiers[j..j + width].iter().all(|tier| *tier == tiers[j]));
+        let at = same_tier.or((self.0.len() > policy.max_runs).then_some(0))?;
+        Some(self.0[at..at + width].to_vec())
     }
 
     /// Whether `run` is the oldest registered run.
     pub fn is_oldest(&self, run: &Run) -> bool {
         self.0.last().is_some_and(|oldest| oldest.seq == run.seq)
     }
+}
+
+/// Runs below this size are all of tier 0.
+const TIER_BASE_BYTES: u64 = 1 << 20;
+
+/// The size tier of a run of `bytes`: how many times `width` fits in its size over
+/// [`TIER_BASE_BYTES`], on a logarithmic scale (0 below `width` MiB, 1 below `width²` MiB, ...).
+fn size_tier(bytes: u64, width: usize) -> u32 {
+    let mut tier = 0;
+    let mut bound = TIER_BASE_BYTES.saturating_mul(width as u64);
+    while bytes >= bound && bound < u64::MAX {
+        tier += 1;
+        bound = bound.saturating_mul(width as u64);
+    }
+    tier
 }
 
 /// The directory of a table's run files: `table.redb` → `table.runs`.
@@ -281,6 +304,17 @@ mod tests {
                 (String::from_utf8(k).expect("utf-8"), v.map(|v| String::from_utf8(v).expect("utf-8")))
             })
             .collect()
+    }
+
+    #[test]
+    fn size_tiers_grow_by_the_width() {
+        let mib = TIER_BASE_BYTES;
+        assert_eq!(size_tier(0, 6), 0);
+        assert_eq!(size_tier(6 * mib - 1, 6), 0);
+        assert_eq!(size_tier(6 * mib, 6), 1);
+        assert_eq!(size_tier(36 * mib - 1, 6), 1);
+        assert_eq!(size_tier(36 * mib, 6), 2);
+        assert_eq!(size_tier(u64::MAX, 2), 43, "2^21 to 2^63: the bound saturates instead of overflowing");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | data payload | records in strictly increasing key order; a block is closed once it holds ≥ 16 KiB |
 //! | record | `key length (varint)` · key · `kind (u8)`: 0 tombstone, 1 put · for a put: `value length (varint)` · value |
 //! | index payload | `block count (u32 LE)` · per data block: `offset (u64 LE)` · `length with its 8-byte header (u32 LE)` · `first key length (varint)` · first key · `last key length (varint)` · last key |
-//! | filter payload | `hash count k (u8)` · `bit count m (u64 LE)` · `⌈m / 8⌉` bytes; bit `i` is bit `i % 8` (low first) of byte `i / 8` |
+//! | filter payload | `hash count k (u8)` · `block count b (u64 LE)` · `b` blocks of 64 bytes, each eight 64-bit words (LE) |
 //! | trailer (40 bytes) | `index offset (u64 LE)` · `filter offset (u64 LE)` · `entry count (u64 LE)` · `tombstone count (u64 LE)` · magic `FLRUNEND` |
 //!
 //! Data blocks are contiguous from offset 8; the index block follows the last one, the filter
@@ -19,10 +19,12 @@
 //!
 //! The Bloom filter holds every key, hashed as `xxh3_128(00 ++ key)`, and every partition
 //! header (a key's first `2 + pk length` bytes, see `item_codec.rs`; a key too short for its
-//! pk length is its own header), hashed as `xxh3_128(01 ++ header)`. With `h1` the hash's low
-//! and `h2` its high 64 bits, probe `i < k` sets bit `(h1 + i · h2) mod m` (exact integer
-//! arithmetic). `k = 7` and `m = max(64, 10 · items)`, items being the keys plus the distinct
-//! partition headers of the run: under 1% false positives.
+//! pk length is its own header), hashed as `xxh3_128(01 ++ header)`. It is blocked: with `h1`
+//! the hash's low and `h2` its high 64 bits, an item lives in block `(h2 · b) >> 64` (a 512-bit
+//! block, one cache line), where probe `i < k` sets bit `(h1 >> 9i) & 511` (bit `j` is bit
+//! `j % 64` of word `j / 64`). `k = 7` and `b = max(1, ⌈12 · items / 512⌉)`, items being the
+//! keys plus the distinct partition headers of the run: about 1% false positives, and one
+//! cache line read per lookup.
 //!
 //! Opening checks both magics, the trailer's offsets and the index and filter crcs, and keeps
 //! the index and filter in memory; a data block's crc is checked each time it is read.
@@ -57,11 +59,15 @@ const KIND_TOMBSTONE: u8 = 0;
 /// Record kind of a put.
 const KIND_PUT: u8 = 1;
 /// Bloom filter bits per item.
-const FILTER_BITS_PER_ITEM: u64 = 10;
-/// Smallest Bloom filter.
-const MIN_FILTER_BITS: u64 = 64;
+const FILTER_BITS_PER_ITEM: u64 = 12;
+/// Bits of one Bloom filter block (a cache line).
+const FILTER_BLOCK_BITS: u64 = 512;
+/// 64-bit words of one Bloom filter block.
+const FILTER_BLOCK_WORDS: usize = 8;
 /// Bloom filter probes per item.
 const FILTER_HASHES: u8 = 7;
+/// Most probes per item: 9 bits each of a 64-bit hash half.
+const MAX_FILTER_HASHES: u8 = 7;
 /// Domain byte of a full key's Bloom hash.
 const DOMAIN_KEY: u8 = 0;
 /// Domain byte of a partition header's Bloom hash.
@@ -103,13 +109,30 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// The partition header of a stored key: its first `2 + pk length` bytes, or the whole key when
 /// it is too short for them.
-fn partition_of(key: &[u8]) -> &[u8] {
+pub(crate) fn partition_of(key: &[u8]) -> &[u8] {
     match key {
         [high, low, ..] => {
             let end = 2 + usize::from(u16::from_be_bytes([*high, *low]));
             key.get(..end).unwrap_or(key)
         }
         _ => key,
+    }
+}
+
+/// The Bloom filter hash of a full key or of a partition header: the same in every run, so
+/// worked out once per lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyHash(u128);
+
+impl KeyHash {
+    /// The hash of `key`.
+    pub(crate) fn of(key: &[u8]) -> KeyHash {
+        KeyHash(bloom_hash(DOMAIN_KEY, key))
+    }
+
+    /// The hash of a partition header (as `item_codec::partition_header` returns it).
+    pub(crate) fn of_partition(header: &[u8]) -> KeyHash {
+        KeyHash(bloom_hash(DOMAIN_PARTITION, header))
     }
 }
 
@@ -297,7 +320,7 @@ struct Block {
 }
 
 impl Block {
-    /// Checks a stored block (crc, record syntax, strictly increasing keys) and locates its records.
+    /// Checks a stored block (crc, record syntax) and locates its records.
     fn decode(bytes: Vec<u8>) -> StorageResult<Block> {
         unframe(&bytes)?;
         let records = Self::parse_records(&bytes)?;
@@ -308,7 +331,9 @@ impl Block {
     fn parse_records(bytes: &[u8]) -> StorageResult<Vec<Record>> {
         let mut reader = Reader::new(bytes, FRAME_BYTES);
         let mut records: Vec<Record> = Vec::with_capacity(bytes.len() / 64);
-        let mut previous: Option<&[u8]> = None;
+        // The crc vouches for the bytes, and the writer for the order of their keys, so
+        // reading does not compare every key with the one before (a block is read whole for
+        // each lookup and merge).
         while !reader.at_end() {
             let key = reader.prefixed_span()?;
             let value = match reader.byte()? {
@@ -316,11 +341,6 @@ impl Block {
                 KIND_PUT => Some(reader.prefixed_span()?),
                 _ => return Err(corrupted()),
             };
-            let key_bytes = bytes.get(key.start as usize..key.end as usize).ok_or_else(corrupted)?;
-            if previous.is_some_and(|previous| previous >= key_bytes) {
-                return Err(corrupted());
-            }
-            previous = Some(key_bytes);
             records.push(Record { key, value });
         }
         if records.is_empty() {
@@ -420,23 +440,22 @@ fn decode_index(payload: &[u8], data_end: u64) -> StorageResult<Vec<BlockMeta>> 
     Ok(blocks)
 }
 
-/// A Bloom filter over keys and partition headers.
+/// A blocked Bloom filter over keys and partition headers: every item sets its `k` bits in one
+/// 512-bit block (one cache line), so a lookup touches one line of memory.
 #[derive(Debug)]
 struct Bloom {
-    /// Probes per item (k).
+    /// Probes per item (k), at most [`MAX_FILTER_HASHES`].
     hashes: u8,
-    /// Number of bits (m).
-    bit_count: u64,
-    /// The bits, low bit first in each byte.
-    bits: Vec<u8>,
+    /// The blocks, each 8 little-endian 64-bit words.
+    blocks: Vec<[u64; FILTER_BLOCK_WORDS]>,
 }
 
 impl Bloom {
-    /// A filter of 10 bits per hash (at least 64) holding every hash of `hashes`.
+    /// A filter of about 12 bits per hash (at least one block) holding every hash of `hashes`.
     fn build(hashes: &[u128]) -> StorageResult<Bloom> {
-        let bit_count = (hashes.len() as u64).saturating_mul(FILTER_BITS_PER_ITEM).max(MIN_FILTER_BITS);
-        let bytes = usize::try_from(bit_count.div_ceil(8)).map_err(|_| too_large())?;
-        let mut bloom = Bloom { hashes: FILTER_HASHES, bit_count, bits: vec![0u8; bytes] };
+        let bits = (hashes.len() as u64).saturating_mul(FILTER_BITS_PER_ITEM);
+        let count = usize::try_from(bits.div_ceil(FILTER_BLOCK_BITS).max(1)).map_err(|_| too_large())?;
+        let mut bloom = Bloom { hashes: FILTER_HASHES, blocks: vec![[0u64; FILTER_BLOCK_WORDS]; count] };
         for &hash in hashes {
             bloom.insert(hash);
         }
@@ -447,48 +466,69 @@ impl Bloom {
     fn decode(payload: &[u8]) -> StorageResult<Bloom> {
         let mut reader = Reader::new(payload, 0);
         let hashes = reader.byte()?;
-        let bit_count = reader.u64()?;
-        let bits = payload.get(reader.pos..).ok_or_else(corrupted)?;
-        if hashes == 0 || bit_count == 0 || bits.len() as u64 != bit_count.div_ceil(8) {
+        let count = reader.u64()?;
+        let bytes = payload.get(reader.pos..).ok_or_else(corrupted)?;
+        if hashes == 0 || hashes > MAX_FILTER_HASHES || count == 0 || bytes.len() as u64 != count.saturating_mul(FILTER_BLOCK_BITS / 8) {
             return Err(corrupted());
         }
-        Ok(Bloom { hashes, bit_count, bits: bits.to_vec() })
+        let blocks = bytes
+            .chunks_exact(FILTER_BLOCK_WORDS * 8)
+            .map(|block| {
+                let mut words = [0u64; FILTER_BLOCK_WORDS];
+                for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(bytes);
+                    *word = u64::from_le_bytes(le);
+                }
+                words
+            })
+            .collect();
+        Ok(Bloom { hashes, blocks })
     }
 
-    /// The payload's fixed part: k and m.
+    /// The payload's fixed part: k and the block count.
     fn header(&self) -> [u8; 9] {
         let mut header = [0u8; 9];
         header[0] = self.hashes;
-        header[1..].copy_from_slice(&self.bit_count.to_le_bytes());
+        header[1..].copy_from_slice(&(self.blocks.len() as u64).to_le_bytes());
         header
+    }
+
+    /// The blocks' bytes, little-endian words in order.
+    fn body(&self) -> Vec<u8> {
+        self.blocks.iter().flat_map(|block| block.iter().flat_map(|word| word.to_le_bytes())).collect()
+    }
+
+    /// The block of `hash` and the bit masks of its probes, word by word.
+    fn locate(&self, hash: u128) -> (usize, [u64; FILTER_BLOCK_WORDS]) {
+        // The high 64 bits choose the block (multiply-shift, no division), the low 63 bits give
+        // the k positions within it, 9 bits each.
+        let block = ((u128::from((hash >> 64) as u64) * self.blocks.len() as u128) >> 64) as usize;
+        let mut masks = [0u64; FILTER_BLOCK_WORDS];
+        let mut bits = hash as u64;
+        for _ in 0..self.hashes {
+            let position = (bits & 511) as usize;
+            masks[position / 64] |= 1 << (position % 64);
+            bits >>= 9;
+        }
+        (block, masks)
     }
 
     /// Sets the bits of `hash`.
     fn insert(&mut self, hash: u128) {
-        for position in probes(hash, self.bit_count, self.hashes) {
-            if let Some(byte) = self.bits.get_mut((position / 8) as usize) {
-                *byte |= 1 << (position % 8);
+        let (block, masks) = self.locate(hash);
+        if let Some(words) = self.blocks.get_mut(block) {
+            for (word, mask) in words.iter_mut().zip(masks) {
+                *word |= mask;
             }
         }
     }
 
     /// Whether every bit of `hash` is set.
     fn contains(&self, hash: u128) -> bool {
-        probes(hash, self.bit_count, self.hashes)
-            .all(|position| self.bits.get((position / 8) as usize).is_some_and(|byte| byte & (1 << (position % 8)) != 0))
+        let (block, masks) = self.locate(hash);
+        self.blocks.get(block).is_some_and(|words| words.iter().zip(masks).all(|(word, mask)| word & mask == mask))
     }
-}
-
-/// The bit positions probed for `hash` in a filter of `m` bits: `(h1 + i · h2) mod m` for
-/// `i < k`, computed without overflow as repeated modular additions. `m` must not be zero.
-fn probes(hash: u128, m: u64, k: u8) -> impl Iterator<Item = u64> {
-    let step = ((hash >> 64) as u64) % m;
-    let mut position = (hash as u64) % m;
-    (0..k).map(move |_| {
-        let current = position;
-        position = if position >= m - step { position - (m - step) } else { position + step };
-        current
-    })
 }
 
 /// The fixed trailer at the end of a run file.
@@ -571,8 +611,8 @@ struct RunWriter {
     block: Vec<u8>,
     /// The first key of the open data block.
     first_key: Vec<u8>,
-    /// The last key written.
-    last_key: Option<Vec<u8>>,
+    /// The last key written (empty before the first).
+    last_key: Vec<u8>,
     /// The closed data blocks.
     blocks: Vec<BlockMeta>,
     /// Bloom hashes of every key and distinct partition header.
@@ -593,7 +633,7 @@ impl RunWriter {
             offset: MAGIC.len() as u64,
             block: Vec::with_capacity(BLOCK_TARGET_BYTES + 1024),
             first_key: Vec::new(),
-            last_key: None,
+            last_key: Vec::new(),
             blocks: Vec::new(),
             hashes: Vec::with_capacity(expected_entries.saturating_add(1).min(MAX_RESERVED_HASHES)),
             entries: 0,
@@ -602,16 +642,17 @@ impl RunWriter {
     }
 
     /// Appends one entry, whose key must be greater than the previous one.
-    fn add(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> StorageResult<()> {
-        if self.last_key.as_ref().is_some_and(|last| *last >= key) {
+    fn add(&mut self, key: &[u8], value: Option<&[u8]>) -> StorageResult<()> {
+        if self.entries > 0 && self.last_key.as_slice() >= key {
             return Err(StorageError::internal("run entries must have strictly increasing keys"));
         }
-        self.hash(&key);
+        self.hash(key);
         if self.block.is_empty() {
-            self.first_key.clone_from(&key);
+            self.first_key.clear();
+            self.first_key.extend_from_slice(key);
         }
-        put_bytes(&mut self.block, &key);
-        match &value {
+        put_bytes(&mut self.block, key);
+        match value {
             Some(value) => {
                 self.block.push(KIND_PUT);
                 put_bytes(&mut self.block, value);
@@ -622,7 +663,8 @@ impl RunWriter {
             }
         }
         self.entries += 1;
-        self.last_key = Some(key);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
         if self.block.len() >= BLOCK_TARGET_BYTES {
             self.close_block()?;
         }
@@ -632,7 +674,7 @@ impl RunWriter {
     /// Records the Bloom hashes of `key` and, when it starts a partition, of its header.
     fn hash(&mut self, key: &[u8]) {
         let header = partition_of(key);
-        if self.last_key.as_deref().is_none_or(|last| partition_of(last) != header) {
+        if self.entries == 0 || partition_of(&self.last_key) != header {
             self.hashes.push(bloom_hash(DOMAIN_PARTITION, header));
         }
         self.hashes.push(bloom_hash(DOMAIN_KEY, key));
@@ -663,7 +705,7 @@ impl RunWriter {
         let length = self.write_framed(&[&block])?;
         self.block = block;
         self.block.clear();
-        let last_key = self.last_key.clone().unwrap_or_default();
+        let last_key = self.last_key.clone();
         self.blocks.push(BlockMeta { offset, length, first_key: mem::take(&mut self.first_key), last_key });
         Ok(())
     }
@@ -676,7 +718,7 @@ impl RunWriter {
         self.write_framed(&[&index])?;
         let filter_offset = self.offset;
         let filter = Bloom::build(&self.hashes)?;
-        self.write_framed(&[&filter.header(), &filter.bits])?;
+        self.write_framed(&[&filter.header(), &filter.body()])?;
         let trailer = Trailer { index_offset, filter_offset, entries: self.entries, tombstones: self.tombstones };
         self.out.write_all(&trailer.encode()).map_err(|e| io_error("cannot write a run file", &e))?;
         let file = self.out.into_inner().map_err(|e| io_error("cannot write a run file", e.error()))?;
@@ -714,22 +756,31 @@ impl SortedRun {
         expected_entries: usize,
         entries: impl Iterator<Item = StorageResult<Entry>>,
     ) -> StorageResult<SortedRun> {
+        Self::create(path, expected_entries, |writer| {
+            for entry in entries {
+                let (key, value) = entry?;
+                writer.add(&key, value.as_deref())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// [`Self::write`] of entries the caller keeps (a batch, whose keys the registration needs).
+    pub(crate) fn write_slice(path: &Path, entries: &[Entry]) -> StorageResult<SortedRun> {
+        Self::create(path, entries.len(), |writer| entries.iter().try_for_each(|(key, value)| writer.add(key, value.as_deref())))
+    }
+
+    /// Creates the file, has `fill` add the entries, finishes and syncs the run; removes the
+    /// file if anything fails.
+    fn create(path: &Path, expected_entries: usize, fill: impl FnOnce(&mut RunWriter) -> StorageResult<()>) -> StorageResult<SortedRun> {
         let file = create_file(path)?;
-        let written = Self::write_to(file, expected_entries, entries).and_then(|run| sync_parent(path).map(|()| run));
+        let written = RunWriter::new(file, expected_entries)
+            .and_then(|mut writer| fill(&mut writer).and_then(|()| writer.finish()))
+            .and_then(|run| sync_parent(path).map(|()| run));
         if written.is_err() {
             let _ = fs::remove_file(path);
         }
         written
-    }
-
-    /// Writes every entry to `file` and finishes the run.
-    fn write_to(file: File, expected_entries: usize, entries: impl Iterator<Item = StorageResult<Entry>>) -> StorageResult<SortedRun> {
-        let mut writer = RunWriter::new(file, expected_entries)?;
-        for entry in entries {
-            let (key, value) = entry?;
-            writer.add(key, value)?;
-        }
-        writer.finish()
     }
 
     /// Opens an existing run file; verifies magic, trailer, index and filter checksums.
@@ -763,21 +814,35 @@ impl SortedRun {
     }
 
     /// Bloom filter over full keys: false means the key is certainly absent.
+    #[cfg(test)]
     pub(crate) fn may_contain_key(&self, key: &[u8]) -> bool {
-        self.filter.contains(bloom_hash(DOMAIN_KEY, key))
+        self.may_contain(KeyHash::of(key))
+    }
+
+    /// [`Self::may_contain_key`] or [`Self::may_contain_partition`] with the hash worked out
+    /// once for many runs.
+    pub(crate) fn may_contain(&self, hash: KeyHash) -> bool {
+        self.filter.contains(hash.0)
     }
 
     /// Bloom filter over partition headers (a key's first `2 + pk length` bytes): false means no
     /// entry of that partition is in the run. `header` is passed exactly as
     /// `item_codec::partition_header` returns it.
+    #[cfg(test)]
     pub(crate) fn may_contain_partition(&self, header: &[u8]) -> bool {
-        self.filter.contains(bloom_hash(DOMAIN_PARTITION, header))
+        self.may_contain(KeyHash::of_partition(header))
     }
 
     /// The entry for `key`: None when the run has no entry for it, Some(None) a tombstone,
     /// Some(Some(value)) a put. Uses the key filter first, then one block read.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> StorageResult<Option<Option<Vec<u8>>>> {
-        if !self.may_contain_key(key) {
+        self.get_hashed(key, KeyHash::of(key))
+    }
+
+    /// [`Self::get`] with the key's hash worked out once for many runs.
+    pub(crate) fn get_hashed(&self, key: &[u8], hash: KeyHash) -> StorageResult<Option<Option<Vec<u8>>>> {
+        if !self.may_contain(hash) {
             return Ok(None);
         }
         let i = self.blocks.partition_point(|block| block.last_key.as_slice() < key);
