@@ -1,10 +1,10 @@
 //! Mapping between port items and DynamoDB attribute maps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use fhirlake_ports::{AttrValue, Condition, Item, Key, StorageError, StorageResult};
+use fhirlake_ports::{AttrValue, Attrs, Condition, Item, Key, StorageError, StorageResult};
 
 /// The partition key attribute.
 pub(crate) const PK: &str = "pk";
@@ -62,7 +62,7 @@ pub(crate) fn item_from_map(mut map: AttrMap) -> StorageResult<Item> {
         _ => Err(StorageError::internal(format!("stored item lacks a string {name} attribute"))),
     };
     let key = Key::new(key_part(PK)?, key_part(SK)?);
-    let mut attrs = BTreeMap::new();
+    let mut attrs = Attrs::new();
     for (name, value) in map {
         let value = from_attribute(&name, value)?;
         attrs.insert(name, value);

@@ -21,9 +21,7 @@
 //! gives the key `00 04 64 73 23 31 76 23 32`; the attribute `version = N(2)` is
 //! `07 "version" 02 04`.
 
-use std::collections::BTreeMap;
-
-use fhirlake_ports::{AttrValue, StorageError, StorageResult};
+use fhirlake_ports::{AttrValue, Attrs, StorageError, StorageResult};
 
 const FORMAT_V1: u8 = 1;
 const TAG_S: u8 = 1;
@@ -89,7 +87,7 @@ fn unzigzag(value: u64) -> i64 {
 }
 
 /// Encodes attributes (the value of a stored item).
-pub fn encode_attrs(attrs: &BTreeMap<String, AttrValue>) -> Vec<u8> {
+pub fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
     let payload: usize = attrs
         .iter()
         .map(|(name, value)| {
@@ -197,10 +195,10 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes attributes written by [`encode_attrs`].
-pub fn decode_attrs(bytes: &[u8]) -> StorageResult<BTreeMap<String, AttrValue>> {
+pub fn decode_attrs(bytes: &[u8]) -> StorageResult<Attrs> {
     let mut reader = Reader { bytes };
     let count = reader.header()?;
-    let mut attrs = BTreeMap::new();
+    let mut attrs = Attrs::new();
     for _ in 0..count {
         let name = reader.str()?.to_string();
         let value = reader.value()?;
@@ -229,8 +227,8 @@ pub fn find_attr(bytes: &[u8], wanted: &str) -> StorageResult<Option<AttrValue>>
 mod tests {
     use super::*;
 
-    fn sample() -> BTreeMap<String, AttrValue> {
-        let mut attrs = BTreeMap::new();
+    fn sample() -> Attrs {
+        let mut attrs = Attrs::new();
         attrs.insert("s".to_string(), AttrValue::S("héllo".into()));
         attrs.insert("empty".to_string(), AttrValue::S(String::new()));
         attrs.insert("min".to_string(), AttrValue::N(i64::MIN));
@@ -247,7 +245,7 @@ mod tests {
     fn attrs_round_trip() {
         let attrs = sample();
         assert_eq!(decode_attrs(&encode_attrs(&attrs)), Ok(attrs));
-        assert_eq!(decode_attrs(&encode_attrs(&BTreeMap::new())), Ok(BTreeMap::new()));
+        assert_eq!(decode_attrs(&encode_attrs(&Attrs::new())), Ok(Attrs::new()));
     }
 
     #[test]
@@ -260,7 +258,7 @@ mod tests {
 
     #[test]
     fn small_numbers_are_small() {
-        let mut attrs = BTreeMap::new();
+        let mut attrs = Attrs::new();
         attrs.insert("version".to_string(), AttrValue::N(2));
         assert_eq!(encode_attrs(&attrs), [&[1u8, 1, 7][..], b"version", &[TAG_N, 4]].concat());
     }

@@ -1,7 +1,5 @@
 //! The keyed item table: DynamoDB's data model, narrowed to the calls fhirlake makes.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 
 use crate::{StorageError, StorageResult};
@@ -69,19 +67,119 @@ impl Key {
     }
 }
 
+/// The non-key attributes of an item, in name order. A sorted vector rather than a map: items
+/// have a handful of attributes, and a bulk import builds tens of millions of one-attribute
+/// index entries, for which a map's node (over 600 bytes) cost more than the entry itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs(Vec<(String, AttrValue)>);
+
+type AttrRef<'a> = (&'a String, &'a AttrValue);
+/// The iterator of [`Attrs::iter`].
+pub type AttrsIter<'a> = std::iter::Map<std::slice::Iter<'a, (String, AttrValue)>, fn(&(String, AttrValue)) -> AttrRef<'_>>;
+
+impl Attrs {
+    /// No attributes.
+    pub fn new() -> Self {
+        Attrs(Vec::new())
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// Sets an attribute; returns the value it replaces.
+    pub fn insert(&mut self, name: String, value: AttrValue) -> Option<AttrValue> {
+        match self.position(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// The attribute's value.
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.position(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The attribute's value, to change it.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut AttrValue> {
+        self.position(name).ok().map(move |i| &mut self.0[i].1)
+    }
+
+    /// Removes an attribute; returns its value.
+    pub fn remove(&mut self, name: &str) -> Option<AttrValue> {
+        self.position(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Whether the attribute is set.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// Number of attributes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The attributes in name order.
+    pub fn iter(&self) -> AttrsIter<'_> {
+        self.0.iter().map(|(name, value)| (name, value))
+    }
+}
+
+impl FromIterator<(String, AttrValue)> for Attrs {
+    /// Later values of a name replace earlier ones, as in a map.
+    fn from_iter<I: IntoIterator<Item = (String, AttrValue)>>(iter: I) -> Self {
+        let mut attrs = Attrs::new();
+        for (name, value) in iter {
+            attrs.insert(name, value);
+        }
+        attrs
+    }
+}
+
+impl<const N: usize> From<[(String, AttrValue); N]> for Attrs {
+    fn from(pairs: [(String, AttrValue); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Attrs {
+    type Item = (String, AttrValue);
+    type IntoIter = std::vec::IntoIter<(String, AttrValue)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Attrs {
+    type Item = AttrRef<'a>;
+    type IntoIter = AttrsIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// An item: its key and its other attributes (`pk` and `sk` are not repeated in `attrs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     /// The primary key.
     pub key: Key,
     /// Non-key attributes.
-    pub attrs: BTreeMap<String, AttrValue>,
+    pub attrs: Attrs,
 }
 
 impl Item {
     /// An item with no attributes.
     pub fn new(key: Key) -> Self {
-        Item { key, attrs: BTreeMap::new() }
+        Item { key, attrs: Attrs::new() }
     }
     /// Adds an attribute (builder style).
     pub fn with(mut self, name: &str, value: AttrValue) -> Self {
@@ -332,5 +430,29 @@ pub trait ItemTable: Send + Sync + 'static {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_keep_name_order_and_behave_like_a_map() {
+        let mut attrs: Attrs = [("wt".to_string(), AttrValue::S("t".into())), ("v".to_string(), AttrValue::N(1))].into();
+        assert_eq!(attrs.insert("body".into(), AttrValue::B(vec![1])), None);
+        assert_eq!(attrs.insert("v".into(), AttrValue::N(2)), Some(AttrValue::N(1)));
+        let names: Vec<&str> = attrs.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["body", "v", "wt"]);
+        assert_eq!(attrs.get("v"), Some(&AttrValue::N(2)));
+        assert!(attrs.contains_key("wt") && !attrs.contains_key("x"));
+        assert_eq!(attrs.remove("wt"), Some(AttrValue::S("t".into())));
+        assert_eq!((attrs.len(), attrs.remove("wt")), (2, None));
+        if let Some(AttrValue::N(n)) = attrs.get_mut("v") {
+            *n = 3;
+        }
+        let later_wins: Attrs = [("a".to_string(), AttrValue::N(1)), ("a".to_string(), AttrValue::N(2))].into_iter().collect();
+        assert_eq!(later_wins.get("a"), Some(&AttrValue::N(2)));
+        assert_eq!(attrs.into_iter().collect::<Vec<_>>(), vec![("body".into(), AttrValue::B(vec![1])), ("v".into(), AttrValue::N(3))]);
     }
 }

@@ -29,7 +29,7 @@ pub use audit::{audit_time, AuditLog, AuditOutcome, AuditRecord, MemoryAuditLog,
 pub use buckets::{Buckets, MemoryBuckets};
 pub use clock::{Clock, IdSource, RandomIds, SystemClock};
 pub use error::{StorageError, StorageErrorKind, StorageResult};
-pub use item_table::{AttrValue, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
+pub use item_table::{AttrValue, Attrs, BatchWrite, Condition, Item, ItemTable, Key, Query, QueryPage, SkRange, Write, MAX_TRANSACT_ITEMS};
 pub use key_service::{DataKey, KeyService};
 pub use object_store::{
     check_part_list, check_part_number, check_part_order, ObjectList, ObjectMeta, ObjectStore, ObjectWriter, Upload, UploadedPart,

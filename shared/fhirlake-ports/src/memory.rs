@@ -18,14 +18,13 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 use crate::{
-    check_part_list, check_part_number, AttrValue, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList,
+    check_part_list, check_part_number, Attrs, Clock, Condition, DataKey, IdSource, Item, ItemTable, Key, KeyService, ObjectList,
     ObjectMeta, ObjectStore, Query, QueryPage, SkRange, StorageError, StorageErrorKind, StorageResult, Upload, UploadedPart, Write,
 };
 
 use crate::key_wrap;
 use crate::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
-type Attrs = BTreeMap<String, AttrValue>;
 type Partition = BTreeMap<String, Attrs>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -6,11 +6,9 @@
 //! every `REMOVE` is ignored: versions are immutable, a FHIR delete is itself a new version,
 //! and the projection is append-only.
 
-use std::collections::BTreeMap;
-
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use fhirlake_core::layout;
-use fhirlake_ports::{AttrValue, Item, Key};
+use fhirlake_ports::{AttrValue, Attrs, Item, Key};
 use serde_dynamo::AttributeValue;
 
 use crate::object_layout::is_sequence_number;
@@ -136,7 +134,7 @@ fn string_attr<'a>(image: &'a serde_dynamo::Item, name: &str) -> Option<&'a str>
 /// The port item of a stream image (`pk`/`sk` taken from `key`); `None` when an attribute has
 /// a type fhirlake never writes.
 fn item_of_image(key: Key, image: &serde_dynamo::Item) -> Option<Item> {
-    let mut attrs = BTreeMap::new();
+    let mut attrs = Attrs::new();
     for (name, value) in image.iter() {
         if name == "pk" || name == "sk" {
             continue;
