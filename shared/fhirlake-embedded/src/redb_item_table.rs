@@ -111,9 +111,13 @@ enum WriteOp {
     Register(NewRun),
 }
 
+/// A write and where to answer it. The answer carries the write back, so that its memory is
+/// freed by the thread that allocated it: mimalloc gives blocks freed by another thread back to
+/// their pages only lazily, and the writer freeing a bulk import's batches made the importing
+/// threads take fresh, zero-filled pages all the time.
 struct WriteRequest {
     op: WriteOp,
-    reply: oneshot::Sender<StorageResult<()>>,
+    reply: oneshot::Sender<(StorageResult<()>, WriteOp)>,
 }
 
 struct Writer {
@@ -224,7 +228,8 @@ impl RedbItemTable {
         let writer = self.writer.as_ref().ok_or_else(|| StorageError::internal("the embedded table is closed"))?;
         let (reply, answer) = oneshot::channel();
         writer.requests.send(WriteRequest { op, reply }).map_err(|_| StorageError::internal("the embedded table writer has stopped"))?;
-        answer.await.map_err(|_| StorageError::internal("the embedded table writer has stopped"))?
+        let (outcome, _written) = answer.await.map_err(|_| StorageError::internal("the embedded table writer has stopped"))?;
+        outcome
     }
 
     async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Snapshot<'_>) -> StorageResult<T> + Send + 'static) -> StorageResult<T> {
@@ -284,7 +289,7 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<WriteRequest>, wake_com
         match commit_group(shared, &group) {
             Ok(outcomes) => {
                 for (request, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(outcome);
+                    let _ = request.reply.send((outcome, request.op));
                 }
                 if registers {
                     let _ = wake_compactor.try_send(());
@@ -292,7 +297,7 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<WriteRequest>, wake_com
             }
             Err(error) => {
                 for request in group {
-                    let _ = request.reply.send(Err(error.clone()));
+                    let _ = request.reply.send((Err(error.clone()), request.op));
                 }
             }
         }
@@ -776,7 +781,10 @@ impl ItemTable for RedbItemTable {
         let mut outcomes = Vec::with_capacity(answers.len());
         for answer in answers {
             outcomes.push(match answer {
-                Ok(answer) => answer.await.unwrap_or_else(|_| Err(StorageError::internal("the embedded table writer has stopped"))),
+                Ok(answer) => match answer.await {
+                    Ok((outcome, _written)) => outcome,
+                    Err(_) => Err(StorageError::internal("the embedded table writer has stopped")),
+                },
                 Err(error) => Err(error),
             });
         }

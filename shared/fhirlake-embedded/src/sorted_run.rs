@@ -5,10 +5,10 @@
 //! | part | layout |
 //! |------|--------|
 //! | file | `header` · data blocks · `index block` · `filter block` · `trailer` |
-//! | header | magic `46 4c 52 55 4e 00 00 01` (`FLRUN` then `00 00 01`, format 1) |
+//! | header | magic `46 4c 52 55 4e 00 00 02` (`FLRUN` then `00 00 02`, format 2) |
 //! | block (data, index and filter) | `payload length (u32 LE)` · `crc32 of payload (u32 LE)` · payload |
 //! | data payload | records in strictly increasing key order; a block is closed once it holds ≥ 16 KiB |
-//! | record | `key length (varint)` · key · `kind (u8)`: 0 tombstone, 1 put · for a put: `value length (varint)` · value |
+//! | record | `shared (varint)`: bytes the key shares with the block's previous key (0 for a block's first) · `rest length (varint)` · the key's other bytes · `kind (u8)`: 0 tombstone, 1 put · for a put: `value length (varint)` · value |
 //! | index payload | `block count (u32 LE)` · per data block: `offset (u64 LE)` · `length with its 8-byte header (u32 LE)` · `first key length (varint)` · first key · `last key length (varint)` · last key |
 //! | filter payload | `hash count k (u8)` · `block count b (u64 LE)` · `b` blocks of 64 bytes, each eight 64-bit words (LE) |
 //! | trailer (40 bytes) | `index offset (u64 LE)` · `filter offset (u64 LE)` · `entry count (u64 LE)` · `tombstone count (u64 LE)` · magic `FLRUNEND` |
@@ -43,7 +43,7 @@ use xxhash_rust::xxh3::xxh3_128;
 pub(crate) type Entry = (Vec<u8>, Option<Vec<u8>>);
 
 /// The first 8 bytes of every run file.
-const MAGIC: &[u8; 8] = b"FLRUN\x00\x00\x01";
+const MAGIC: &[u8; 8] = b"FLRUN\x00\x00\x02";
 /// The last 8 bytes of every run file.
 const END_MAGIC: &[u8; 8] = b"FLRUNEND";
 /// Bytes of the fixed trailer at the end of the file.
@@ -305,17 +305,20 @@ impl<'a> Reader<'a> {
 /// Where one record of a decoded block lies.
 #[derive(Debug, Clone, Copy)]
 struct Record {
-    /// The key's bytes.
+    /// The key's bytes, in the block's rebuilt keys.
     key: Span,
-    /// The value's bytes, `None` for a tombstone.
+    /// The value's bytes, in the stored block; `None` for a tombstone.
     value: Option<Span>,
 }
 
-/// A data block read from disk and checked, with the position of each of its records.
+/// A data block read from disk and checked, with its keys rebuilt and the position of each of
+/// its records.
 struct Block {
     /// The whole block as stored (header and payload).
     bytes: Vec<u8>,
-    /// Its records, ascending by key; every span lies within `bytes`.
+    /// Every key of the block in full, one after the other.
+    keys: Vec<u8>,
+    /// Its records, ascending by key; key spans lie within `keys`, value spans within `bytes`.
     records: Vec<Record>,
 }
 
@@ -323,30 +326,43 @@ impl Block {
     /// Checks a stored block (crc, record syntax) and locates its records.
     fn decode(bytes: Vec<u8>) -> StorageResult<Block> {
         unframe(&bytes)?;
-        let records = Self::parse_records(&bytes)?;
-        Ok(Block { bytes, records })
+        let (keys, records) = Self::parse_records(&bytes)?;
+        Ok(Block { bytes, keys, records })
     }
 
-    /// The records of a framed block whose crc was checked.
-    fn parse_records(bytes: &[u8]) -> StorageResult<Vec<Record>> {
+    /// The keys and records of a framed block whose crc was checked. Each key is stored as the
+    /// length of the prefix it shares with the key before it and the rest.
+    fn parse_records(bytes: &[u8]) -> StorageResult<(Vec<u8>, Vec<Record>)> {
         let mut reader = Reader::new(bytes, FRAME_BYTES);
-        let mut records: Vec<Record> = Vec::with_capacity(bytes.len() / 64);
+        let mut records: Vec<Record> = Vec::with_capacity(bytes.len() / 32);
+        let mut keys: Vec<u8> = Vec::with_capacity(bytes.len() * 3);
+        let mut previous = Span { start: 0, end: 0 };
         // The crc vouches for the bytes, and the writer for the order of their keys, so
         // reading does not compare every key with the one before (a block is read whole for
         // each lookup and merge).
         while !reader.at_end() {
-            let key = reader.prefixed_span()?;
+            let shared = usize::try_from(reader.varint()?).map_err(|_| corrupted())?;
+            let suffix = reader.prefixed()?;
+            if shared > (previous.end - previous.start) as usize {
+                return Err(corrupted());
+            }
+            let start = keys.len();
+            keys.extend_from_within(previous.start as usize..previous.start as usize + shared);
+            keys.extend_from_slice(suffix);
+            let key =
+                Span { start: u32::try_from(start).map_err(|_| corrupted())?, end: u32::try_from(keys.len()).map_err(|_| corrupted())? };
             let value = match reader.byte()? {
                 KIND_TOMBSTONE => None,
                 KIND_PUT => Some(reader.prefixed_span()?),
                 _ => return Err(corrupted()),
             };
             records.push(Record { key, value });
+            previous = key;
         }
         if records.is_empty() {
             return Err(corrupted());
         }
-        Ok(records)
+        Ok((keys, records))
     }
 
     /// Number of records.
@@ -361,7 +377,12 @@ impl Block {
 
     /// The key of record `i`, empty when out of range.
     fn key(&self, i: usize) -> &[u8] {
-        self.records.get(i).map(|record| self.slice(record.key)).unwrap_or_default()
+        self.records.get(i).map(|record| self.key_of(record)).unwrap_or_default()
+    }
+
+    /// The key of `record` (checked by `decode`).
+    fn key_of(&self, record: &Record) -> &[u8] {
+        self.keys.get(record.key.start as usize..record.key.end as usize).unwrap_or_default()
     }
 
     /// The value of record `i`, `None` for a tombstone.
@@ -377,12 +398,12 @@ impl Block {
 
     /// The position of `key`, or where it would be inserted.
     fn search(&self, key: &[u8]) -> Result<usize, usize> {
-        self.records.binary_search_by(|record| self.slice(record.key).cmp(key))
+        self.records.binary_search_by(|record| self.key_of(record).cmp(key))
     }
 
     /// The number of leading records whose key satisfies `pred` (which must be true then false).
     fn partition_point(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
-        self.records.partition_point(|record| pred(self.slice(record.key)))
+        self.records.partition_point(|record| pred(self.key_of(record)))
     }
 }
 
@@ -647,11 +668,15 @@ impl RunWriter {
             return Err(StorageError::internal("run entries must have strictly increasing keys"));
         }
         self.hash(key);
-        if self.block.is_empty() {
+        let shared = if self.block.is_empty() {
             self.first_key.clear();
             self.first_key.extend_from_slice(key);
-        }
-        put_bytes(&mut self.block, key);
+            0
+        } else {
+            self.last_key.iter().zip(key).take_while(|(a, b)| a == b).count()
+        };
+        put_varint(&mut self.block, shared as u64);
+        put_bytes(&mut self.block, &key[shared..]);
         match value {
             Some(value) => {
                 self.block.push(KIND_PUT);
@@ -1082,7 +1107,7 @@ mod tests {
     #[test]
     fn every_bound_combination_matches_a_filter_of_all_entries() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let n = 1_500;
+        let n = 6_000;
         let (run, entries) = written(dir.path(), n);
         assert!(run.blocks.len() >= 3, "{} blocks", run.blocks.len());
         let bounds = bounds(&probes(&run, n));
