@@ -154,7 +154,10 @@ async fn main() {
         writer.await.expect("a writer");
     }
     let load = start.elapsed();
-    let disk = std::fs::metadata(dir.path().join("table.redb")).map(|m| m.len()).unwrap_or(0);
+    let runs: u64 = std::fs::read_dir(dir.path().join("table.runs"))
+        .map(|files| files.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    let disk = std::fs::metadata(dir.path().join("table.redb")).map(|m| m.len()).unwrap_or(0) + runs;
     println!(
         "load: {total} resources in {:.1} s = {:.0} resources/s (validated, sealed, indexed; raw JSON parse of the same bodies: {:.0} resources/s)",
         load.as_secs_f64(),
@@ -162,7 +165,7 @@ async fn main() {
         parse_rate
     );
     println!(
-        "per resource: {:.1} index entries + 2 history entries; {:.0} bytes of JSON; {:.0} bytes on disk (table file, bodies included)",
+        "per resource: {:.1} index entries + 2 history entries; {:.0} bytes of JSON; {:.0} bytes on disk (table file and sorted runs, bodies included)",
         entries as f64 / parsed.len() as f64,
         body_bytes as f64 / sample.len() as f64,
         disk as f64 / total as f64

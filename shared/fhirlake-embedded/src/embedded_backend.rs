@@ -12,6 +12,7 @@ use crate::{LocalBuckets, LocalKeyFile, LocalObjectStore, RedbItemTable};
 ///
 /// ```text
 /// <data_dir>/table.redb    the item table
+/// <data_dir>/table.runs/   its sorted runs (large batches, see `run_set.rs`)
 /// <data_dir>/objects/      the object store
 /// <data_dir>/master.key    the master secret (mode 0600)
 /// <data_dir>/s3/<bucket>/   the buckets jobs read from and write to (`s3://<bucket>/...`)
