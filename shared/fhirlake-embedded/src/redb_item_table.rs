@@ -224,6 +224,11 @@ impl RedbItemTable {
         self.shared.current_runs().newest_first().len()
     }
 
+    /// Whether the runs are due a merge (the compactor is at it, or about to be).
+    pub fn merging(&self) -> bool {
+        self.shared.current_runs().to_merge(&self.shared.policy).is_some()
+    }
+
     async fn write(&self, op: WriteOp) -> StorageResult<()> {
         let writer = self.writer.as_ref().ok_or_else(|| StorageError::internal("the embedded table is closed"))?;
         let (reply, answer) = oneshot::channel();
