@@ -239,15 +239,21 @@ def introspection():
     endpoint.stop()
 
 
+def started_server(tmp_path_factory, aws_backend, name, extra):
+    """A started server on the suite's backend (the embedded store, or AWS on moto) with its
+    own data and log directories named after `name`, and the extra flags."""
+    data, logs = tmp_path_factory.mktemp(f"{name}-data"), tmp_path_factory.mktemp(f"{name}-logs")
+    if aws_backend is None:
+        srv = Server(_binary(), data, logs, backend_args=extra)
+    else:
+        srv = Server(_binary(), data, logs, backend_args=aws_backend.args() + extra, backend_env=aws_backend.moto.env)
+    srv.start()
+    return srv
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, aws_backend, introspection):
-    extra = ["--token-introspection-url", introspection.url]
-    if aws_backend is None:
-        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"), backend_args=extra)
-    else:
-        srv = Server(_binary(), tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs"),
-                     backend_args=aws_backend.args() + extra, backend_env=aws_backend.moto.env)
-    srv.start()
+    srv = started_server(tmp_path_factory, aws_backend, "server", ["--token-introspection-url", introspection.url])
     yield srv
     srv.stop()
 

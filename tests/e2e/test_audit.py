@@ -7,20 +7,14 @@ import uuid
 
 import pytest
 
-from conftest import Server, _active_datastore, _binary, _healthlake_client
+from conftest import _active_datastore, _healthlake_client, started_server
 from sigv4_http import SigV4Http
 
 
 @pytest.fixture(scope="module")
 def auditing_server(tmp_path_factory, aws_backend):
     """A server of its own storing audit records as AuditEvent resources too."""
-    args = ["--audit-events"]
-    if aws_backend is None:
-        srv = Server(_binary(), tmp_path_factory.mktemp("audit-data"), tmp_path_factory.mktemp("audit-logs"), backend_args=args)
-    else:
-        srv = Server(_binary(), tmp_path_factory.mktemp("audit-data"), tmp_path_factory.mktemp("audit-logs"),
-                     backend_args=aws_backend.args() + args, backend_env=aws_backend.moto.env)
-    srv.start()
+    srv = started_server(tmp_path_factory, aws_backend, "audit", ["--audit-events"])
     yield srv
     srv.stop()
 

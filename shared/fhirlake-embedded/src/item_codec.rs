@@ -70,7 +70,8 @@ fn corrupted() -> StorageError {
     StorageError::internal("corrupted item in the embedded store")
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as a LEB128 varint (the embedded store's one varint writer: items and runs).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -128,6 +129,22 @@ pub fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
     out
 }
 
+/// The LEB128 varint at the start of `bytes` and its length in bytes; `None` when it is
+/// truncated or longer than 64 bits (the embedded store's one varint reader: items and runs).
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    if let Some(&byte) = bytes.first().filter(|&&byte| byte < 0x80) {
+        return Some((u64::from(byte), 1));
+    }
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
 /// Reads encoded attributes without trusting them: malformed input is an error, never a panic.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -141,15 +158,9 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> StorageResult<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(corrupted())
+        let (value, len) = read_varint(self.bytes).ok_or_else(corrupted)?;
+        self.bytes = &self.bytes[len..];
+        Ok(value)
     }
 
     fn slice(&mut self) -> StorageResult<&'a [u8]> {

@@ -39,6 +39,8 @@ use std::sync::Arc;
 use fhirlake_ports::{StorageError, StorageResult};
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::item_codec::{put_varint, read_varint};
+
 /// One entry of a run: a key and its value, `None` for a tombstone.
 pub(crate) type Entry = (Vec<u8>, Option<Vec<u8>>);
 
@@ -90,15 +92,6 @@ fn io_error(what: &str, error: &io::Error) -> StorageError {
 /// A size that does not fit the format's length fields.
 fn too_large() -> StorageError {
     StorageError::internal("a run block is too large for the embedded store")
-}
-
-/// Appends `value` as a LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// Appends `bytes` with their varint length.
@@ -271,19 +264,9 @@ impl<'a> Reader<'a> {
 
     /// The next LEB128 varint.
     fn varint(&mut self) -> StorageResult<u64> {
-        if let Some(&byte) = self.bytes.get(self.pos).filter(|&&byte| byte < 0x80) {
-            self.pos += 1;
-            return Ok(u64::from(byte));
-        }
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(corrupted())
+        let (value, len) = self.bytes.get(self.pos..).and_then(read_varint).ok_or_else(corrupted)?;
+        self.pos += len;
+        Ok(value)
     }
 
     /// The next varint-length-prefixed bytes.
