@@ -31,7 +31,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
-use crate::run_set::{self, merge_window, EntryIter, Merged, Run, RunPolicy, Runs, RUNS, SHADOWS};
+use crate::run_set::{self, EntryIter, Merged, Run, RunPolicy, Runs, RUNS, SHADOWS};
 use crate::sorted_run::{partition_of, Entry, KeyHash, SortedRun};
 use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
@@ -515,9 +515,9 @@ fn run_compactor(shared: &Shared, woken: &mpsc::Receiver<()>) {
 fn merge(shared: &Shared, window: &[Arc<Run>]) -> StorageResult<()> {
     let (Some(newest), Some(oldest)) = (window.first(), window.last()) else { return Ok(()) };
     let drop_tombstones = shared.current_runs().is_oldest(oldest);
-    let expected = window.iter().map(|run| run.data.len() as usize).sum();
+    let sources: Vec<Arc<SortedRun>> = window.iter().map(|run| Arc::clone(&run.data)).collect();
     let (id, path) = shared.new_run_path();
-    let data = match SortedRun::write(&path, expected, merge_window(window, drop_tombstones)?) {
+    let data = match SortedRun::merge(&path, &sources, drop_tombstones) {
         Ok(data) => data,
         Err(error) => {
             let _ = std::fs::remove_file(&path);

@@ -22,9 +22,10 @@
 //! pk length is its own header), hashed as `xxh3_128(01 ++ header)`. It is blocked: with `h1`
 //! the hash's low and `h2` its high 64 bits, an item lives in block `(h2 · b) >> 64` (a 512-bit
 //! block, one cache line), where probe `i < k` sets bit `(h1 >> 9i) & 511` (bit `j` is bit
-//! `j % 64` of word `j / 64`). `k = 7` and `b = max(1, ⌈12 · items / 512⌉)`, items being the
-//! keys plus the distinct partition headers of the run: about 1% false positives, and one
-//! cache line read per lookup.
+//! `j % 64` of word `j / 64`). `k = 7`; a run written from a batch has
+//! `b = max(1, ⌈12 · items / 512⌉)`, items being the keys plus the distinct partition headers of
+//! the run (about 1% false positives, and one cache line read per lookup), and a merged run has
+//! as many blocks as the runs it merges together (it holds no more items than they do).
 //!
 //! Opening checks both magics, the trailer's offsets and the index and filter crcs, and keeps
 //! the index and filter in memory; a data block's crc is checked each time it is read.
@@ -74,8 +75,8 @@ const MAX_FILTER_HASHES: u8 = 7;
 const DOMAIN_KEY: u8 = 0;
 /// Domain byte of a partition header's Bloom hash.
 const DOMAIN_PARTITION: u8 = 1;
-/// Most hashes reserved up front from the caller's size hint (the buffer grows beyond it).
-const MAX_RESERVED_HASHES: usize = 1 << 20;
+/// Bloom hashes a writer collects before inserting them together.
+const PENDING_HASHES: usize = 4096;
 /// Keys up to this length are hashed from a stack buffer.
 const INLINE_HASH_BYTES: usize = 256;
 
@@ -98,6 +99,32 @@ fn too_large() -> StorageError {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// The length of the longest common prefix of `a` and `b`, compared eight bytes at a time.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (a.get(i..i + 8), b.get(i..i + 8)) {
+        let (mut xa, mut yb) = ([0u8; 8], [0u8; 8]);
+        xa.copy_from_slice(x);
+        yb.copy_from_slice(y);
+        let differ = u64::from_le_bytes(xa) ^ u64::from_le_bytes(yb);
+        if differ != 0 {
+            return i + (differ.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// Whether `key` sorts strictly after `previous`, given the length of their common prefix.
+fn follows(previous: &[u8], key: &[u8], shared: usize) -> bool {
+    match (previous.get(shared), key.get(shared)) {
+        (Some(p), Some(k)) => k > p,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
 }
 
 /// The partition header of a stored key: its first `2 + pk length` bytes, or the whole key when
@@ -455,15 +482,14 @@ struct Bloom {
 }
 
 impl Bloom {
-    /// A filter of about 12 bits per hash (at least one block) holding every hash of `hashes`.
-    fn build(hashes: &[u128]) -> StorageResult<Bloom> {
-        let bits = (hashes.len() as u64).saturating_mul(FILTER_BITS_PER_ITEM);
-        let count = usize::try_from(bits.div_ceil(FILTER_BLOCK_BITS).max(1)).map_err(|_| too_large())?;
-        let mut bloom = Bloom { hashes: FILTER_HASHES, blocks: vec![[0u64; FILTER_BLOCK_WORDS]; count] };
-        for &hash in hashes {
-            bloom.insert(hash);
-        }
-        Ok(bloom)
+    /// The number of blocks for about 12 bits per item (at least one).
+    fn blocks_for(items: usize) -> usize {
+        (items as u64).saturating_mul(FILTER_BITS_PER_ITEM).div_ceil(FILTER_BLOCK_BITS).max(1).try_into().unwrap_or(usize::MAX)
+    }
+
+    /// An empty filter of `blocks` blocks (at least one).
+    fn empty(blocks: usize) -> Bloom {
+        Bloom { hashes: FILTER_HASHES, blocks: vec![[0u64; FILTER_BLOCK_WORDS]; blocks.max(1)] }
     }
 
     /// Decodes and checks a filter payload.
@@ -619,8 +645,11 @@ struct RunWriter {
     last_key: Vec<u8>,
     /// The closed data blocks.
     blocks: Vec<BlockMeta>,
-    /// Bloom hashes of every key and distinct partition header.
-    hashes: Vec<u128>,
+    /// The Bloom filter, sized up front, that every key and distinct partition header goes into.
+    filter: Bloom,
+    /// Hashes not yet in the filter: inserted [`PENDING_HASHES`] at a time, so the cache misses
+    /// of their random blocks overlap instead of stalling each `add`.
+    pending: Vec<u128>,
     /// Entries written.
     entries: u64,
     /// Tombstones among them.
@@ -628,8 +657,8 @@ struct RunWriter {
 }
 
 impl RunWriter {
-    /// A writer of `file` sized for about `expected_entries` entries; writes the header.
-    fn new(file: File, expected_entries: usize) -> StorageResult<RunWriter> {
+    /// A writer of `file` whose filter has `filter_blocks` blocks; writes the header.
+    fn new(file: File, filter_blocks: usize) -> StorageResult<RunWriter> {
         let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         out.write_all(MAGIC).map_err(|e| io_error("cannot write a run file", &e))?;
         Ok(RunWriter {
@@ -639,7 +668,8 @@ impl RunWriter {
             first_key: Vec::new(),
             last_key: Vec::new(),
             blocks: Vec::new(),
-            hashes: Vec::with_capacity(expected_entries.saturating_add(1).min(MAX_RESERVED_HASHES)),
+            filter: Bloom::empty(filter_blocks),
+            pending: Vec::with_capacity(PENDING_HASHES),
             entries: 0,
             tombstones: 0,
         })
@@ -647,16 +677,25 @@ impl RunWriter {
 
     /// Appends one entry, whose key must be greater than the previous one.
     fn add(&mut self, key: &[u8], value: Option<&[u8]>) -> StorageResult<()> {
-        if self.entries > 0 && self.last_key.as_slice() >= key {
+        let shared = shared_prefix(&self.last_key, key);
+        if self.entries > 0 && !follows(&self.last_key, key, shared) {
             return Err(StorageError::internal("run entries must have strictly increasing keys"));
         }
-        self.hash(key);
+        // A key starts a partition unless it shares its whole header with the key before it
+        // (the header begins with its own length, so equal bytes mean an equal header).
+        if self.entries == 0 || shared < partition_of(key).len() {
+            self.pending.push(bloom_hash(DOMAIN_PARTITION, partition_of(key)));
+        }
+        self.pending.push(bloom_hash(DOMAIN_KEY, key));
+        if self.pending.len() >= PENDING_HASHES {
+            self.flush_hashes();
+        }
         let shared = if self.block.is_empty() {
             self.first_key.clear();
             self.first_key.extend_from_slice(key);
             0
         } else {
-            self.last_key.iter().zip(key).take_while(|(a, b)| a == b).count()
+            shared
         };
         put_varint(&mut self.block, shared as u64);
         put_bytes(&mut self.block, &key[shared..]);
@@ -679,13 +718,12 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Records the Bloom hashes of `key` and, when it starts a partition, of its header.
-    fn hash(&mut self, key: &[u8]) {
-        let header = partition_of(key);
-        if self.entries == 0 || partition_of(&self.last_key) != header {
-            self.hashes.push(bloom_hash(DOMAIN_PARTITION, header));
+    /// Inserts the pending hashes into the filter.
+    fn flush_hashes(&mut self) {
+        for &hash in &self.pending {
+            self.filter.insert(hash);
         }
-        self.hashes.push(bloom_hash(DOMAIN_KEY, key));
+        self.pending.clear();
     }
 
     /// Writes a block of `parts` (concatenated) with its header; returns its whole length.
@@ -725,14 +763,15 @@ impl RunWriter {
         let index = encode_index(&self.blocks)?;
         self.write_framed(&[&index])?;
         let filter_offset = self.offset;
-        let filter = Bloom::build(&self.hashes)?;
-        self.write_framed(&[&filter.header(), &filter.body()])?;
+        self.flush_hashes();
+        let (header, body) = (self.filter.header(), self.filter.body());
+        self.write_framed(&[&header, &body])?;
         let trailer = Trailer { index_offset, filter_offset, entries: self.entries, tombstones: self.tombstones };
         self.out.write_all(&trailer.encode()).map_err(|e| io_error("cannot write a run file", &e))?;
         let file = self.out.into_inner().map_err(|e| io_error("cannot write a run file", e.error()))?;
         file.sync_all().map_err(|e| io_error("cannot sync a run file", &e))?;
         let file_bytes = self.offset + TRAILER_BYTES as u64;
-        Ok(SortedRun { file, blocks: self.blocks, filter, entries: self.entries, tombstones: self.tombstones, file_bytes })
+        Ok(SortedRun { file, blocks: self.blocks, filter: self.filter, entries: self.entries, tombstones: self.tombstones, file_bytes })
     }
 }
 
@@ -756,15 +795,24 @@ pub(crate) struct SortedRun {
 impl SortedRun {
     /// Writes entries (strictly increasing keys; checked: an out-of-order or duplicate key is an
     /// Internal error and the partial file is removed) to a NEW file at `path` (create_new, mode
-    /// 0o600 on unix), fsyncs it and its parent directory, and returns it opened.
-    /// `expected_entries` reserves room for the Bloom hashes; the filter itself is sized from
-    /// the entries and partitions actually written. Zero entries is allowed (an empty run).
+    /// 0o600 on unix), fsyncs it and its parent directory, and returns it opened. The filter is
+    /// sized for the keys and the distinct partitions of `entries`. Zero entries is allowed (an
+    /// empty run).
+    pub(crate) fn write_slice(path: &Path, entries: &[Entry]) -> StorageResult<SortedRun> {
+        let partitions = entries.windows(2).filter(|pair| partition_of(&pair[0].0) != partition_of(&pair[1].0)).count() + 1;
+        let blocks = Bloom::blocks_for(entries.len() + partitions);
+        Self::create(path, blocks, |writer| entries.iter().try_for_each(|(key, value)| writer.add(key, value.as_deref())))
+    }
+
+    /// [`Self::write_slice`] of entries from an iterator, which may fail; the filter is sized
+    /// for `expected_entries` keys in as many partitions.
+    #[cfg(test)]
     pub(crate) fn write(
         path: &Path,
         expected_entries: usize,
         entries: impl Iterator<Item = StorageResult<Entry>>,
     ) -> StorageResult<SortedRun> {
-        Self::create(path, expected_entries, |writer| {
+        Self::create(path, Bloom::blocks_for(expected_entries.saturating_mul(2)), |writer| {
             for entry in entries {
                 let (key, value) = entry?;
                 writer.add(&key, value.as_deref())?;
@@ -773,16 +821,46 @@ impl SortedRun {
         })
     }
 
-    /// [`Self::write`] of entries the caller keeps (a batch, whose keys the registration needs).
-    pub(crate) fn write_slice(path: &Path, entries: &[Entry]) -> StorageResult<SortedRun> {
-        Self::create(path, entries.len(), |writer| entries.iter().try_for_each(|(key, value)| writer.add(key, value.as_deref())))
+    /// Merges `sources` (highest precedence first: for a key several hold, the first one's
+    /// entry is kept) into a NEW run file at `path`, as [`Self::write_slice`] writes one.
+    /// Tombstones are dropped when `drop_tombstones` (the merge includes the oldest run).
+    ///
+    /// Entries go from the sources' blocks to the new file without being copied out one by
+    /// one, and the filter gets as many blocks as the sources' filters together: no more items
+    /// than they hold go into it.
+    pub(crate) fn merge(path: &Path, sources: &[Arc<SortedRun>], drop_tombstones: bool) -> StorageResult<SortedRun> {
+        let blocks = sources.iter().map(|run| run.filter.blocks.len()).sum();
+        Self::create(path, blocks, |writer| {
+            let mut cursors = sources.iter().map(|run| MergeCursor::new(run)).collect::<StorageResult<Vec<_>>>()?;
+            let mut same = Vec::with_capacity(cursors.len());
+            loop {
+                let mut best: Option<usize> = None;
+                for (i, cursor) in cursors.iter().enumerate() {
+                    let Some(key) = cursor.key() else { continue };
+                    if best.and_then(|b| cursors[b].key()).is_none_or(|best_key| key < best_key) {
+                        best = Some(i);
+                    }
+                }
+                let Some(best) = best else { return Ok(()) };
+                let (key, value) = cursors[best].entry().ok_or_else(corrupted)?;
+                same.clear();
+                same.extend((best + 1..cursors.len()).filter(|&other| cursors[other].key() == Some(key)));
+                if value.is_some() || !drop_tombstones {
+                    writer.add(key, value)?;
+                }
+                for &other in &same {
+                    cursors[other].advance()?;
+                }
+                cursors[best].advance()?;
+            }
+        })
     }
 
     /// Creates the file, has `fill` add the entries, finishes and syncs the run; removes the
     /// file if anything fails.
-    fn create(path: &Path, expected_entries: usize, fill: impl FnOnce(&mut RunWriter) -> StorageResult<()>) -> StorageResult<SortedRun> {
+    fn create(path: &Path, filter_blocks: usize, fill: impl FnOnce(&mut RunWriter) -> StorageResult<()>) -> StorageResult<SortedRun> {
         let file = create_file(path)?;
-        let written = RunWriter::new(file, expected_entries)
+        let written = RunWriter::new(file, filter_blocks)
             .and_then(|mut writer| fill(&mut writer).and_then(|()| writer.finish()))
             .and_then(|run| sync_parent(path).map(|()| run));
         if written.is_err() {
@@ -970,6 +1048,61 @@ impl Iterator for RunCursor {
             }
         }
         None
+    }
+}
+
+/// A run read from start to end, one block at a time, for a merge: its current entry is
+/// borrowed from the block in memory.
+struct MergeCursor<'a> {
+    /// The run read.
+    run: &'a SortedRun,
+    /// The current block; `None` once the run is exhausted.
+    block: Option<Block>,
+    /// The current record of the block.
+    pos: usize,
+    /// The block after it.
+    next_block: usize,
+}
+
+impl<'a> MergeCursor<'a> {
+    /// A cursor at the run's first entry.
+    fn new(run: &'a SortedRun) -> StorageResult<Self> {
+        let mut cursor = MergeCursor { run, block: None, pos: 0, next_block: 0 };
+        cursor.load_next_block()?;
+        Ok(cursor)
+    }
+
+    /// The current entry's key; `None` at the end.
+    fn key(&self) -> Option<&[u8]> {
+        let block = self.block.as_ref()?;
+        block.records.get(self.pos).map(|record| block.key_of(record))
+    }
+
+    /// The current entry: its key and value (`None` for a tombstone).
+    fn entry(&self) -> Option<(&[u8], Option<&[u8]>)> {
+        let block = self.block.as_ref()?;
+        let record = block.records.get(self.pos)?;
+        Some((block.key_of(record), record.value.map(|span| block.slice(span))))
+    }
+
+    /// Moves to the next entry, reading the next block when this one is done.
+    fn advance(&mut self) -> StorageResult<()> {
+        self.pos += 1;
+        if self.block.as_ref().is_some_and(|block| self.pos >= block.len()) {
+            self.load_next_block()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the next block (or ends the cursor when there is none).
+    fn load_next_block(&mut self) -> StorageResult<()> {
+        self.pos = 0;
+        self.block = None;
+        if self.next_block < self.run.blocks.len() {
+            self.block = Some(self.run.read_block(self.next_block)?);
+            self.next_block += 1;
+        }
+        Ok(())
     }
 }
 
@@ -1326,5 +1459,57 @@ mod tests {
         let entries: Vec<Entry> = model.into_iter().collect();
         let run = Arc::new(write(&dir.path().join("run"), &entries).expect("write"));
         assert_reads_back(&run, &entries);
+    }
+
+    #[test]
+    fn shared_prefixes_and_order_agree_with_byte_comparison() {
+        let words: Vec<Vec<u8>> = (0..60u32)
+            .map(|i| {
+                let mut word = vec![b'k'; (i % 23) as usize];
+                word.extend((0..i % 5).map(|j| (i * 7 + j) as u8));
+                word
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                let naive = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+                let shared = shared_prefix(a, b);
+                assert_eq!(shared, naive, "{a:?} {b:?}");
+                assert_eq!(follows(a, b, shared), b > a, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_merge_keeps_the_first_sources_entries_and_drops_tombstones_when_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Three overlapping runs, newest first: source s holds every key i with i % (s + 2) == 0.
+        let sources: Vec<Vec<Entry>> = (0..3)
+            .map(|s| {
+                (0..4_000)
+                    .filter(|i| i % (s + 2) == 0)
+                    .map(|i| (key(i), (i % 11 != s).then(|| format!("source {s} value {i}").into_bytes())))
+                    .collect()
+            })
+            .collect();
+        let runs: Vec<Arc<SortedRun>> = sources
+            .iter()
+            .enumerate()
+            .map(|(s, entries)| Arc::new(write(&dir.path().join(format!("source{s}")), entries).expect("write")))
+            .collect();
+        let mut model: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for entries in sources.iter().rev() {
+            model.extend(entries.iter().cloned());
+        }
+        for drop_tombstones in [false, true] {
+            let path = dir.path().join(format!("merged-{drop_tombstones}"));
+            let merged = Arc::new(SortedRun::merge(&path, &runs, drop_tombstones).expect("merge"));
+            let expected: Vec<Entry> =
+                model.iter().filter(|(_, v)| v.is_some() || !drop_tombstones).map(|(k, v)| (k.clone(), v.clone())).collect();
+            assert_reads_back(&merged, &expected);
+            let reopened = Arc::new(SortedRun::open(&path).expect("open"));
+            assert_reads_back(&reopened, &expected);
+            assert!(expected.iter().all(|(key, _)| merged.may_contain_partition(partition_of(key))));
+        }
     }
 }

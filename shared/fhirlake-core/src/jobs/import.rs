@@ -42,9 +42,10 @@ use crate::datastores::ActiveDatastore;
 use crate::resources::{HistoryQuery, HistoryScope, StoredVersion};
 use crate::CoreError;
 
-/// Resources handed to one bulk write: large batches share commits, and on the embedded store
-/// each batch's entries become one sorted run, so fewer, larger runs mean fewer merges (about a
-/// chunk of 8 MiB: its lines are parsed at once anyway).
+/// Most resources handed to one bulk write: large batches share commits, and on the embedded
+/// store each batch's entries become one sorted run, so fewer, larger runs mean fewer merges
+/// (about a chunk of 8 MiB: its lines are parsed at once anyway). A chunk's lines are cut into
+/// batches of equal size, none larger than this.
 const WRITE_BATCH: usize = 16384;
 /// Largest gzip input, decompressed (a gzip file is read whole, in memory).
 const MAX_GZIP_BYTES: u64 = 1 << 30;
@@ -175,8 +176,11 @@ pub(super) async fn run_chunk(
             None => to_write.push((number, resource)),
         }
     }
+    // Batches of equal size: on the embedded store a small remainder batch would become a small
+    // run beside the large ones, and runs of one size merge best.
+    let batch = to_write.len().div_ceil(to_write.len().div_ceil(WRITE_BATCH).max(1)).max(1);
     while !to_write.is_empty() {
-        let rest = to_write.split_off(to_write.len().min(WRITE_BATCH));
+        let rest = to_write.split_off(to_write.len().min(batch));
         let batch = std::mem::replace(&mut to_write, rest);
         let numbers: Vec<u64> = batch.iter().map(|(n, _)| *n).collect();
         let written = steps.resources.write_many(ds, batch.into_iter().map(|(_, r)| r).collect(), job.validation_level).await;
