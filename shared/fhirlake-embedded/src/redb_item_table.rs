@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
 use crate::run_set::{self, EntryIter, Merged, Run, RunPolicy, Runs, RUNS, SHADOWS};
-use crate::sorted_run::{partition_of, Entry, KeyHash, SortedRun};
+use crate::sorted_run::{partition_of, sort_entries, Entry, KeyHash, SortedRun};
 use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 /// The one redb table holding every item.
@@ -751,7 +751,7 @@ impl ItemTable for RedbItemTable {
                 BatchWrite::Delete(key) => (encode_key(&key.pk, &key.sk), None),
             })
             .collect();
-        encoded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sort_entries(&mut encoded);
         if encoded.windows(2).any(|pair| pair[0].0 == pair[1].0) {
             return Err(StorageError::invalid("a batch cannot touch one item twice"));
         }
