@@ -48,10 +48,11 @@ const BLIND_BYTES: usize = 12;
 pub struct IndexKey(Hmac<Sha256>);
 
 impl IndexKey {
-    /// An index key from a secret, for tests of what is indexed.
-    #[cfg(test)]
-    pub(crate) fn for_tests(secret: &[u8]) -> Self {
-        IndexKey(<Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes any key length"))
+    /// The index key keyed by `secret` itself (a datastore's is derived from its data key): for
+    /// tests and benchmarks of what is indexed.
+    pub fn from_secret(secret: &[u8]) -> CoreResult<Self> {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| CoreError::Internal("bad index key".into()))?;
+        Ok(IndexKey(mac))
     }
 
     /// The blinded form of an equality term of `param` on `resource_type`: 16 url-safe base64

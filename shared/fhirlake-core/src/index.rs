@@ -14,7 +14,7 @@ use fhirlake_fhir::search::{values, SearchValue};
 use fhirlake_ports::{AttrValue, Item, Key};
 use serde_json::Value;
 
-use crate::crypto::IndexKey;
+pub use crate::crypto::IndexKey;
 use crate::layout;
 
 /// Attribute of an index entry holding the version it belongs to.
@@ -92,28 +92,34 @@ fn indexed_params(resource_type: &str) -> &'static [IndexedParam] {
     })
 }
 
-/// What the entries of a version of `resource` record: the listing, every term of every
-/// indexed parameter, and every compartment membership.
-fn indexed(resource_type: &str, resource: &Value) -> Vec<Indexed> {
-    let mut out = vec![Indexed::Listing];
+/// Calls `each` with what each entry of a version of `resource` records, in entry order: the
+/// listing, every term of every indexed parameter, and every compartment membership.
+fn indexed(resource_type: &str, resource: &Value, mut each: impl FnMut(Indexed)) {
+    each(Indexed::Listing);
     let mut compartments = std::collections::BTreeSet::new();
     for indexed in indexed_params(resource_type) {
         let param = indexed.extractor.param();
         let found = indexed.extractor.extract(resource);
         compartments.extend(members(&indexed.compartments, &found));
-        out.extend(index_terms(param, &found).into_iter().map(|term| Indexed::Term(param.code, term)));
+        for term in index_terms(param, &found) {
+            each(Indexed::Term(param.code, term));
+        }
     }
-    out.extend(compartments.into_iter().map(|(compartment, owner)| Indexed::Member(compartment, owner)));
-    out
+    for (compartment, owner) in compartments {
+        each(Indexed::Member(compartment, owner));
+    }
 }
 
 /// How many index entries a version of `resource` writes (besides its two history entries).
 pub fn entry_count(resource_type: &str, resource: &Value) -> usize {
-    indexed(resource_type, resource).len()
+    let mut count = 0;
+    indexed(resource_type, resource, |_| count += 1);
+    count
 }
 
-/// Every index entry of the version `version` (write token `token`) of `resource`.
-pub(crate) fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
+/// Every index entry of the version `version` (write token `token`) of `resource`, equality
+/// terms blinded with `key`.
+pub fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, version: u64, token: &str, resource: &Value) -> Vec<Item> {
     let entry_key = |indexed: Indexed| match indexed {
         Indexed::Listing => Key::new(layout::listing_pk(ds, resource_type), layout::entry_sk(id, token)),
         Indexed::Term(code, IndexTerm::Exact(term)) => {
@@ -128,8 +134,13 @@ pub(crate) fn entries(key: &IndexKey, ds: &str, resource_type: &str, id: &str, v
             Key::new(layout::compartment_pk(ds, compartment, &owner), layout::compartment_sk(resource_type, id, token))
         }
     };
-    indexed(resource_type, resource).into_iter().map(|i| Item::new(entry_key(i)).with(VERSION_ATTR, AttrValue::N(version as i64))).collect()
+    let mut items = Vec::with_capacity(ENTRIES_HINT);
+    indexed(resource_type, resource, |i| items.push(Item::new(entry_key(i)).with(VERSION_ATTR, AttrValue::N(version as i64))));
+    items
 }
+
+/// Room reserved for the entries of a version: a typical resource writes a few dozen.
+const ENTRIES_HINT: usize = 32;
 
 /// The owners of the `compartment` compartments (`Patient` → patient ids) `resource` belongs
 /// to: the same rule that writes its compartment entries.
@@ -160,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_version_lists_itself_in_the_compartments_it_references() {
-        let key = IndexKey::for_tests(&[7; 32]);
+        let key = IndexKey::from_secret(&[7; 32]).expect("an index key");
         let observation = json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
             "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"},
             "performer": [{"reference": "Practitioner/dr"}, {"reference": "Patient/p1"}]});
@@ -175,5 +186,43 @@ mod tests {
         assert_eq!(members, expected.iter().map(|(pk, sk)| Key::new(*pk, *sk)).collect::<Vec<_>>().iter().collect::<Vec<_>>());
         assert!(items.iter().all(|i| i.get_i64(VERSION_ATTR) == Some(3)));
         assert_eq!(layout::compartment_member_type(&members[0].sk), Some("Observation"));
+    }
+
+    #[test]
+    fn entries_are_keyed_exactly() {
+        let key = IndexKey::from_secret(&[7; 32]).expect("an index key");
+        let observation = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}, "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2024-01-05T10:00:00Z",
+            "valueQuantity": {"value": 72.5, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"}});
+        let items = entries(&key, "ds0123", "Observation", "o1", 1, "00ff00ff00ff00ff", &observation);
+        let keys: Vec<(&str, &str)> = items.iter().map(|i| (i.key.pk.as_str(), i.key.sk.as_str())).collect();
+        let expected = [
+            ("l#ds0123#Observation", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#_id#ZzyIlvlB7X7f78GQ", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#_id#cdDFQ4UUzbyzGdBM", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#code#i7SelUR-PqKfKn2l", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#code#scs-e0zk1RDpFvzs", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#combo-code#5-1hvDl63yT0x6dR", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#combo-code#p2DneOW3PVSZI7hZ", "o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#combo-value-quantity#l", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#combo-value-quantity#l#uVIUGIeqAtypDdBh", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#combo-value-quantity#l#7sjWFrKBx8MWrhHU", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#combo-value-quantity#l#DiDJ8vGcOd71VIAu", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#date#ld", "063840045600000000#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#date#hd", "063840045600999999#o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#patient#smsRY2wOX8mpKFZ2", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#status#6rB3dRtCBmIoDFb9", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#status#59QtHsm-ezliFe9w", "o1#00ff00ff00ff00ff"),
+            ("x#ds0123#Observation#subject#3vHMhQP4FTiPR6iK", "o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#value-quantity#l", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#value-quantity#l#UUFDBOGBpMLY0mPS", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#value-quantity#l#mlreOHBuMGMRmk9b", "P5002725#o1#00ff00ff00ff00ff"),
+            ("o#ds0123#Observation#value-quantity#l#PAUyvPCraNu1sUOE", "P5002725#o1#00ff00ff00ff00ff"),
+            ("c#ds0123#Patient#p1", "Observation#o1#00ff00ff00ff00ff"),
+        ];
+        assert_eq!(keys, expected);
+        assert_eq!(entry_count("Observation", &observation), expected.len());
+        assert!(items.iter().all(|i| i.attrs.iter().count() == 1 && i.get_i64(VERSION_ATTR) == Some(1)));
     }
 }

@@ -40,7 +40,7 @@ pub const RESOURCE_PREFIX: &str = "r#";
 
 /// Partition of one resource's versions.
 pub fn resource_pk(ds: &str, resource_type: &str, id: &str) -> String {
-    format!("r#{ds}#{resource_type}#{id}")
+    joined(&["r", ds, resource_type, id])
 }
 
 /// Splits a resource partition key into (datastore id, resource type, logical id); `None` for
@@ -79,7 +79,10 @@ pub const VERSION_PREFIX: &str = "v#";
 
 /// Sort key of one version.
 pub fn version_sk(version: u64) -> String {
-    format!("v#{version:012}")
+    let mut sk = String::with_capacity(VERSION_PREFIX.len() + VERSION_DIGITS);
+    sk.push_str(VERSION_PREFIX);
+    push_padded(&mut sk, version, VERSION_DIGITS);
+    sk
 }
 
 /// Key of one version item.
@@ -112,7 +115,20 @@ pub fn system_history_pk(ds: &str, shard: u32) -> String {
 
 /// Sort key of a history entry: time-ordered, then unique per write of a version.
 pub fn history_sk(micros: i64, resource_type: &str, id: &str, version: u64, token: &str) -> String {
-    format!("{micros:017}#{resource_type}#{id}#{version:012}#{token}")
+    let Ok(micros) = u64::try_from(micros) else {
+        return format!("{micros:017}#{resource_type}#{id}#{version:012}#{token}");
+    };
+    let mut sk = String::with_capacity(MICROS_DIGITS + resource_type.len() + id.len() + VERSION_DIGITS + token.len() + 4);
+    push_padded(&mut sk, micros, MICROS_DIGITS);
+    for part in [resource_type, id] {
+        sk.push('#');
+        sk.push_str(part);
+    }
+    sk.push('#');
+    push_padded(&mut sk, version, VERSION_DIGITS);
+    sk.push('#');
+    sk.push_str(token);
+    sk
 }
 
 /// The lowest history sort key at or after `micros`.
@@ -148,12 +164,12 @@ pub fn parse_history_sk(sk: &str) -> Option<HistoryKey<'_>> {
 
 /// Partition listing every resource of a type (one entry per current version).
 pub fn listing_pk(ds: &str, resource_type: &str) -> String {
-    format!("l#{ds}#{resource_type}")
+    joined(&["l", ds, resource_type])
 }
 
 /// Partition of the entries of one blinded equality term of a parameter.
 pub fn term_pk(ds: &str, resource_type: &str, param: &str, blinded: &str) -> String {
-    format!("x#{ds}#{resource_type}#{param}#{blinded}")
+    joined(&["x", ds, resource_type, param, blinded])
 }
 
 /// Partition of a parameter's ordered entries, by side, (for dates) width class and (for
@@ -163,11 +179,18 @@ pub fn ordered_pk(ds: &str, resource_type: &str, param: &str, side: Side, span: 
         Side::Low => 'l',
         Side::High => 'h',
     };
-    let span = span.map(Span::code).map(String::from).unwrap_or_default();
-    match unit {
-        None => format!("o#{ds}#{resource_type}#{param}#{side}{span}"),
-        Some(unit) => format!("o#{ds}#{resource_type}#{param}#{side}{span}#{unit}"),
+    let unit_len = unit.map_or(0, |u| 1 + u.len());
+    let mut pk = joined_with_capacity(&["o", ds, resource_type, param], 2 + unit_len);
+    pk.push('#');
+    pk.push(side);
+    if let Some(span) = span {
+        pk.push(span.code());
     }
+    if let Some(unit) = unit {
+        pk.push('#');
+        pk.push_str(unit);
+    }
+    pk
 }
 
 /// Partition naming every resource type a datastore has held: one item per type, sort key the type.
@@ -182,12 +205,12 @@ pub fn type_presence_key(ds: &str, resource_type: &str) -> Key {
 
 /// Partition listing the members of one compartment (`Patient`, `p1`).
 pub fn compartment_pk(ds: &str, compartment: &str, owner: &str) -> String {
-    format!("c#{ds}#{compartment}#{owner}")
+    joined(&["c", ds, compartment, owner])
 }
 
 /// Sort key of a compartment entry: members sort by type, then id.
 pub fn compartment_sk(resource_type: &str, id: &str, token: &str) -> String {
-    format!("{resource_type}#{id}#{token}")
+    joined(&[resource_type, id, token])
 }
 
 /// The resource type at the start of a compartment entry's sort key.
@@ -197,12 +220,12 @@ pub fn compartment_member_type(sk: &str) -> Option<&str> {
 
 /// Sort key of a listing or equality entry.
 pub fn entry_sk(id: &str, token: &str) -> String {
-    format!("{id}#{token}")
+    joined(&[id, token])
 }
 
 /// Sort key of an ordered entry.
 pub fn ordered_sk(key: &str, id: &str, token: &str) -> String {
-    format!("{key}#{id}#{token}")
+    joined(&[key, id, token])
 }
 
 /// The (id, token) at the end of an index entry's sort key.
@@ -240,6 +263,48 @@ pub fn body_object_key(ds: &str, resource_type: &str, id: &str, version: u64) ->
 /// Associated data binding a ciphertext to exactly one version of one resource.
 pub fn body_aad(ds: &str, resource_type: &str, id: &str, version: u64) -> String {
     format!("{ds}/{resource_type}/{id}/{version}")
+}
+
+/// Digits of the zero-padded version numbers in keys (`v#{version:012}`).
+const VERSION_DIGITS: usize = 12;
+/// Digits of the zero-padded times of history sort keys (`{micros:017}`).
+const MICROS_DIGITS: usize = 17;
+
+/// `parts` joined by `#`, built without the formatting machinery (index keys are built by the
+/// million during an import).
+fn joined(parts: &[&str]) -> String {
+    joined_with_capacity(parts, 0)
+}
+
+/// [`joined`] with room for `extra` more bytes.
+fn joined_with_capacity(parts: &[&str], extra: usize) -> String {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + parts.len().saturating_sub(1);
+    let mut out = String::with_capacity(len + extra);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('#');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits (as `{n:0width$}` does).
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - start;
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(len)));
+    out.extend(digits[start..].iter().map(|d| char::from(*d)));
 }
 
 struct Fnv1a(u64);
@@ -296,6 +361,29 @@ mod tests {
         assert_eq!(ordered_pk("d", "Observation", "date", Side::High, Some(Span::Day), None), "o#d#Observation#date#hd");
         assert_eq!(ordered_pk("d", "Observation", "date", Side::Low, Some(Span::Wide), None), "o#d#Observation#date#lw");
         assert_eq!(ordered_pk("d", "Observation", "value-quantity", Side::Low, None, Some("u")), "o#d#Observation#value-quantity#l#u");
+    }
+
+    #[test]
+    fn keys_are_spelled_exactly() {
+        assert_eq!(resource_pk("ds", "Patient", "p1"), "r#ds#Patient#p1");
+        assert_eq!(listing_pk("ds", "Patient"), "l#ds#Patient");
+        assert_eq!(term_pk("ds", "Patient", "name", "AbC-_x"), "x#ds#Patient#name#AbC-_x");
+        assert_eq!(compartment_pk("ds", "Patient", "p1"), "c#ds#Patient#p1");
+        assert_eq!(compartment_sk("Observation", "o1", "00ff"), "Observation#o1#00ff");
+        assert_eq!(entry_sk("p1", "00ff"), "p1#00ff");
+        assert_eq!(ordered_sk("000123", "p1", "00ff"), "000123#p1#00ff");
+        assert_eq!(ordered_pk("ds", "Observation", "date", Side::Low, Some(Span::Year), None), "o#ds#Observation#date#ly");
+        assert_eq!(ordered_pk("ds", "Observation", "value-quantity", Side::High, None, None), "o#ds#Observation#value-quantity#h");
+        assert_eq!(ordered_pk("ds", "Observation", "v", Side::Low, Some(Span::Day), Some("u")), "o#ds#Observation#v#ld#u");
+        assert_eq!(ordered_pk("", "", "", Side::Low, None, Some("")), "o####l#");
+        assert_eq!(entry_sk("", ""), "#");
+        for n in [0, 1, 9, 10, 99, 100, 999_999_999_999, 1_000_000_000_000, 123_456_789_012_345, u64::MAX] {
+            assert_eq!(version_sk(n), format!("v#{n:012}"));
+            assert_eq!(history_sk(1_700_000_000_000_000, "Patient", "p1", n, "t"), format!("01700000000000000#Patient#p1#{n:012}#t"));
+        }
+        for micros in [i64::MIN, -1_000_000, -1, 0, 1, 12_345, 99_999_999_999_999_999, i64::MAX] {
+            assert_eq!(history_sk(micros, "Patient", "p-1.a", 7, "t0k"), format!("{micros:017}#Patient#p-1.a#000000000007#t0k"));
+        }
     }
 
     #[test]

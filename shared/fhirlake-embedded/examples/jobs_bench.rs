@@ -164,6 +164,21 @@ async fn main() {
         extraction * 1e6 / sample.len() as f64,
         entries as f64 / sample.len() as f64
     );
+    let index_key = fhirlake_core::index::IndexKey::from_secret(&[7; 32]).expect("an index key");
+    let started = Instant::now();
+    let items: usize = sample
+        .iter()
+        .map(|r| {
+            let (resource_type, id) = (r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+            fhirlake_core::index::entries(&index_key, "0123456789abcdef0123456789abcdef", resource_type, id, 1, "0123456789abcdef", r).len()
+        })
+        .sum();
+    let building = started.elapsed().as_secs_f64();
+    println!(
+        "index entries (1 thread): {:.1} µs/resource, {:.1} entries/resource",
+        building * 1e6 / sample.len() as f64,
+        items as f64 / sample.len() as f64
+    );
 
     let backends =
         Backends::with_system_clock(embedded.items.clone(), embedded.objects.clone(), embedded.keys.clone(), embedded.buckets.clone());

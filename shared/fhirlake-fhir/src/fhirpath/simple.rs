@@ -3,10 +3,10 @@
 //! Most R4 search-parameter expressions are of this shape. The walk gives the same answer as the general evaluator
 //! (the tests check both on every sample) without building the evaluator's collections.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::ast::{BinOp, Expr};
-use super::types::{choice_key, choice_suffix, is_of_type};
+use super::types::{choice_key, choice_suffix, is_of_type, strip_namespace};
 
 /// A union of simple paths.
 #[derive(Debug, Clone)]
@@ -26,7 +26,16 @@ enum Step {
     /// `.name`: the member, or a choice element `name[x]` whichever type it has.
     Member(Member),
     /// `.name as T` on a choice element: the single key `nameT` (or `name` filtered by type).
-    Choice { name: String, key: String, ty: String },
+    Choice {
+        /// The element, and its `_name` sibling.
+        member: Member,
+        /// The key `nameT`, and its `_nameT` sibling.
+        typed: Member,
+        /// The choice type `T` as its key spells it (`Quantity`), when it is one.
+        suffix: Option<&'static str>,
+        /// The type `T` as written.
+        ty: String,
+    },
 }
 
 /// A member name and the name of its `_name` sibling (a primitive's id and extensions).
@@ -89,9 +98,9 @@ fn path(e: &Expr) -> Option<SimplePath> {
 fn typed(mut p: SimplePath, ty: &str) -> Option<SimplePath> {
     if let Some(Step::Member(member)) = p.steps.last() {
         if let Some(key) = choice_key(&member.name, ty).filter(|_| is_choice_element(&p)) {
-            let name = member.name.clone();
+            let (member, suffix) = (member.clone(), choice_suffix(&key, &member.name));
             p.steps.pop();
-            p.steps.push(Step::Choice { name, key, ty: ty.to_string() });
+            p.steps.push(Step::Choice { member, typed: Member::new(&key), suffix, ty: ty.to_string() });
             return Some(p);
         }
     }
@@ -139,54 +148,117 @@ impl Compiled {
 }
 
 impl SimplePath {
+    /// The elements of `resource` the path selects, in order.
     fn walk<'a>(&self, resource: &'a Value) -> Vec<&'a Value> {
-        let root = Node { value: Some(resource), ext: None, ty: None };
-        if !is_of_type(None, resource, &self.root) {
+        if !self.root_matches(resource) {
             return Vec::new();
         }
-        let mut cur = vec![root];
+        let mut cur = vec![Node { value: Some(resource), ext: None, ty: None }];
         for step in &self.steps {
-            let mut next = Vec::with_capacity(cur.len());
+            // Most paths miss: no allocation until a step finds something.
+            let mut next = Vec::new();
             for n in &cur {
                 // A primitive's id and extensions live in its `_name` sibling.
                 let Some(Value::Object(o)) = n.value.filter(|v| v.is_object()).or(n.ext) else { continue };
-                match step {
-                    Step::Member(Member { name, sibling }) => {
-                        if o.contains_key(name) || o.contains_key(sibling) {
-                            push_member(&mut next, o, name, sibling, None);
-                        } else {
-                            for key in o.keys() {
-                                if let Some(t) = choice_suffix(key, name) {
-                                    push(&mut next, o, key, Some(t));
-                                }
-                            }
-                        }
-                    }
-                    Step::Choice { name, key, ty } => {
-                        if o.contains_key(name) {
-                            let mut tmp = Vec::new();
-                            push(&mut tmp, o, name, None);
-                            next.extend(tmp.into_iter().filter(|n| n.value.is_some_and(|v| is_of_type(n.ty, v, ty))));
-                        } else {
-                            push(&mut next, o, key, choice_suffix(key, name));
-                        }
-                    }
-                }
+                step.apply(o, &mut next);
+            }
+            if next.is_empty() {
+                return Vec::new();
             }
             cur = next;
         }
         cur.into_iter().filter_map(|n| n.value.filter(|v| !v.is_null())).collect()
     }
+
+    /// Whether `resource` is of the root type: `is_of_type(None, resource, root)`, without
+    /// hashing `resourceType` (twice) for the usual case, a resource.
+    fn root_matches(&self, resource: &Value) -> bool {
+        let actual = match resource {
+            Value::Object(o) => lookup(o, ["resourceType"])[0].and_then(Value::as_str),
+            _ => None,
+        };
+        let Some(actual) = actual else { return is_of_type(None, resource, &self.root) };
+        let wanted = strip_namespace(&self.root);
+        actual.eq_ignore_ascii_case(wanted)
+            || wanted == "Resource"
+            || (wanted == "DomainResource" && actual != "Bundle" && actual != "Parameters")
+    }
 }
 
-fn push<'a>(out: &mut Vec<Node<'a>>, o: &'a serde_json::Map<String, Value>, key: &str, ty: Option<&'static str>) {
-    push_member(out, o, key, &format!("_{key}"), ty);
+impl Step {
+    /// Appends the nodes this step reaches from the object `o`.
+    fn apply<'a>(&self, o: &'a Map<String, Value>, out: &mut Vec<Node<'a>>) {
+        match self {
+            Step::Member(Member { name, sibling }) => {
+                let [value, ext] = lookup(o, [name, sibling]);
+                if value.is_some() || ext.is_some() {
+                    push_member(out, value, ext, None);
+                } else {
+                    for (key, value) in o {
+                        // A choice key goes on with an upper-case letter where the name ends.
+                        if !key.as_bytes().get(name.len()).is_some_and(u8::is_ascii_uppercase) {
+                            continue;
+                        }
+                        if let Some(t) = choice_suffix(key, name) {
+                            push_member(out, Some(value), underscored(o, key), Some(t));
+                        }
+                    }
+                }
+            }
+            Step::Choice { member, typed, suffix, ty } => {
+                let [value, ext, typed_value, typed_ext] = lookup(o, [&member.name, &member.sibling, &typed.name, &typed.sibling]);
+                if value.is_some() {
+                    let mut tmp = Vec::new();
+                    push_member(&mut tmp, value, ext, None);
+                    out.extend(tmp.into_iter().filter(|n| n.value.is_some_and(|v| is_of_type(n.ty, v, ty))));
+                } else {
+                    push_member(out, typed_value, typed_ext, *suffix);
+                }
+            }
+        }
+    }
 }
 
-/// The nodes of member `key` of `o` (each item of an array), with their `sibling` (`_key`) parts.
-fn push_member<'a>(out: &mut Vec<Node<'a>>, o: &'a serde_json::Map<String, Value>, key: &str, sibling: &str, ty: Option<&'static str>) {
-    let ext = o.get(sibling);
-    match (o.get(key), ext) {
+/// Objects with more members than this are searched by hashing; smaller ones (nearly every
+/// FHIR element) by comparing keys, which is cheaper than hashing the names looked up.
+const SCAN_LIMIT: usize = 32;
+
+/// The members of `o` named `names` (distinct names): `names.map(|name| o.get(name))`.
+fn lookup<'a, const N: usize>(o: &'a Map<String, Value>, names: [&str; N]) -> [Option<&'a Value>; N] {
+    if o.len() > SCAN_LIMIT {
+        return names.map(|name| o.get(name));
+    }
+    let (mut found, mut missing) = ([None; N], N);
+    for (key, value) in o {
+        if let Some(i) = names.iter().position(|name| same_key(name, key)) {
+            found[i] = Some(value);
+            missing -= 1;
+            if missing == 0 {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// `a == b`, checking the lengths and the first bytes before comparing the rest (most keys
+/// compared differ in one or the other).
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
+/// The `_key` sibling of member `key` of `o`.
+fn underscored<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if o.len() > SCAN_LIMIT {
+        return o.get(&format!("_{key}"));
+    }
+    o.iter().find(|(k, _)| k.len() == key.len() + 1 && k.strip_prefix('_') == Some(key)).map(|(_, v)| v)
+}
+
+/// The nodes of a member whose value is `value` and whose `_key` sibling is `ext` (each item
+/// of an array).
+fn push_member<'a>(out: &mut Vec<Node<'a>>, value: Option<&'a Value>, ext: Option<&'a Value>, ty: Option<&'static str>) {
+    match (value, ext) {
         (Some(Value::Array(items)), ext) => {
             let exts = ext.and_then(Value::as_array);
             for (i, v) in items.iter().enumerate() {
@@ -198,5 +270,101 @@ fn push_member<'a>(out: &mut Vec<Node<'a>>, o: &'a serde_json::Map<String, Value
         }
         (value, ext) if value.is_some() || ext.is_some() => out.push(Node { value, ext, ty }),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::fhirpath::Expression;
+
+    /// `resource` with `extra` more members (`pad0`, `pad1`, …) after its own.
+    fn padded(resource: &Value, extra: usize) -> Value {
+        let mut out = resource.clone();
+        if let Value::Object(o) = &mut out {
+            for i in 0..extra {
+                o.insert(format!("pad{i}"), json!(i));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn small_and_large_objects_give_the_general_evaluators_answer() {
+        let samples = [
+            json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                "valueQuantity": {"value": 5, "unit": "mg"}, "_status": {"id": "s"},
+                "effectivePeriod": {"start": "2020"}, "code": {"coding": [{"code": "a"}, {"code": "b", "_code": {"id": "x"}}]},
+                "component": [{"valueString": "s", "_valueString": {"id": "v"}}, {"valueCodeableConcept": {"text": "t"}}]}),
+            json!({"resourceType": "Patient", "id": "p", "name": [{"given": ["a", "b"], "_given": [null, {"id": "g"}]}],
+                "_birthDate": {"extension": [{"url": "u"}]}, "deceasedBoolean": true, "multipleBirthInteger": 2}),
+            json!({"resourceType": "Condition", "onsetAge": {"value": 3}, "abatementString": "x"}),
+            json!({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "q"}}]}),
+        ];
+        let expressions = [
+            "Observation.status",
+            "Observation.value as Quantity",
+            "(Observation.value as Quantity).value",
+            "Observation.effective",
+            "Observation.code.coding.code",
+            "Observation.component.value.ofType(CodeableConcept)",
+            "Observation.component.value",
+            "Patient.name.given",
+            "Patient.birthDate",
+            "Patient.deceased",
+            "Patient.multipleBirth",
+            "Condition.onset.as(Age) | Condition.onset.as(Range)",
+            "Condition.abatement",
+            "Resource.id",
+            "DomainResource.id",
+            "Bundle.entry.resource",
+        ];
+        for src in expressions {
+            let e = Expression::parse(src).expect("parses");
+            assert!(e.is_compiled(), "{src}");
+            for sample in &samples {
+                for extra in [0, SCAN_LIMIT + 8] {
+                    let r = padded(sample, extra);
+                    assert_eq!(e.evaluate(&r).expect("evaluates"), e.evaluate_general(&r).expect("evaluates"), "{src} on {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_root_test_is_the_type_test() {
+        let values = [
+            json!({"resourceType": "Patient"}),
+            json!({"resourceType": "Bundle"}),
+            json!({"resourceType": "Parameters"}),
+            json!({"resourceType": 3}),
+            json!({"id": "x"}),
+            json!("text"),
+            json!(true),
+            json!(1.5),
+            json!(null),
+        ];
+        for root in
+            ["Patient", "patient", "FHIR.Patient", "Resource", "DomainResource", "Bundle", "Parameters", "String", "Boolean", "Element"]
+        {
+            let path = SimplePath { root: root.to_string(), steps: Vec::new() };
+            for value in &values {
+                assert_eq!(path.root_matches(value), is_of_type(None, value, root), "{root} on {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn lookups_find_what_get_finds() {
+        for extra in [0, 3, SCAN_LIMIT, SCAN_LIMIT + 1, 2 * SCAN_LIMIT] {
+            let r = padded(&json!({"a": 1, "_a": 2, "ab": 3, "b": null}), extra);
+            let Value::Object(o) = &r else { unreachable!() };
+            let names = ["a", "_a", "b", "c", "ab", "pad0", "pad31"];
+            assert_eq!(lookup(o, names), names.map(|name| o.get(name)), "{extra}");
+            assert_eq!(underscored(o, "a"), o.get("_a"));
+            assert_eq!(underscored(o, "ab"), None);
+        }
     }
 }

@@ -21,8 +21,6 @@
 //! | number | | the value |
 //! | quantity | | the value, in the any-unit partition and in `s|system|code` and `c|code` (and `c|unit`) |
 
-use std::collections::BTreeSet;
-
 use crate::registry::{SearchParamDef, SearchParamType};
 
 use super::values::fold;
@@ -111,64 +109,66 @@ pub enum IndexTerm {
 
 /// The terms of a parameter's values (distinct, sorted).
 pub fn index_terms(param: &SearchParamDef, values: &[SearchValue]) -> Vec<IndexTerm> {
-    let mut terms = BTreeSet::new();
+    let mut terms = Vec::new();
     for value in values {
         value_terms(param, value, &mut terms);
     }
-    terms.into_iter().collect()
+    // A value has a few terms: sorting them once is cheaper than a set's inserts.
+    terms.sort_unstable();
+    terms.dedup();
+    terms
 }
 
-fn value_terms(param: &SearchParamDef, value: &SearchValue, out: &mut BTreeSet<IndexTerm>) {
-    let mut exact = |t: String| {
-        out.insert(IndexTerm::Exact(t));
-    };
+/// Appends the terms of one value (repeats included).
+fn value_terms(param: &SearchParamDef, value: &SearchValue, out: &mut Vec<IndexTerm>) {
+    let mut exact = |parts: &[&str]| out.push(IndexTerm::Exact(parts.concat()));
     match value {
         SearchValue::Token { system, code } => {
-            exact(format!("c|{code}"));
+            exact(&["c|", code]);
             match system {
-                Some(system) => exact(format!("s|{system}|{code}")),
-                None => exact(format!("n|{code}")),
+                Some(system) => exact(&["s|", system, "|", code]),
+                None => exact(&["n|", code]),
             }
         }
-        SearchValue::IdentifierOfType { type_system, type_code, value } => exact(format!("t|{type_system}|{type_code}|{value}")),
+        SearchValue::IdentifierOfType { type_system, type_code, value } => exact(&["t|", type_system, "|", type_code, "|", value]),
         SearchValue::String(s) => {
             let folded = fold(s);
             for prefix in string_prefixes(&folded) {
-                exact(format!("p|{prefix}"));
+                exact(&["p|", prefix]);
             }
         }
         SearchValue::Reference { reference, .. } => {
-            exact(format!("r|{reference}"));
+            exact(&["r|", reference]);
             if param.kind == SearchParamType::Reference {
                 if let Some((url, _version)) = reference.split_once('|') {
-                    exact(format!("r|{url}"));
+                    exact(&["r|", url]);
                 }
             }
         }
         SearchValue::ReferenceIdentifier { system, value } => {
-            exact(format!("j|{value}"));
+            exact(&["j|", value]);
             if let Some(system) = system {
-                exact(format!("i|{system}|{value}"));
+                exact(&["i|", system, "|", value]);
             }
         }
-        SearchValue::Uri(uri) => exact(format!("u|{uri}")),
+        SearchValue::Uri(uri) => exact(&["u|", uri]),
         SearchValue::Date(range) => {
             let span = Some(Span::of(range));
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, span, key: date_key(range.lo) });
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::High, span, key: date_key(range.hi) });
+            out.push(IndexTerm::Ordered { unit: None, side: Side::Low, span, key: date_key(range.lo) });
+            out.push(IndexTerm::Ordered { unit: None, side: Side::High, span, key: date_key(range.hi) });
         }
         SearchValue::Number(number) => {
-            out.insert(IndexTerm::Ordered { unit: None, side: Side::Low, span: None, key: number.order_key() });
+            out.push(IndexTerm::Ordered { unit: None, side: Side::Low, span: None, key: number.order_key() });
         }
         SearchValue::Quantity { value, system, code, unit } => {
             let key = value.order_key();
-            let mut units = vec![None];
+            let mut ordered = |unit: Option<String>| out.push(IndexTerm::Ordered { unit, side: Side::Low, span: None, key: key.clone() });
+            ordered(None);
             if let (Some(system), Some(code)) = (system, code) {
-                units.push(Some(format!("s|{system}|{code}")));
+                ordered(Some(["s|", system, "|", code].concat()));
             }
-            units.extend(code.iter().chain(unit.iter()).map(|c| Some(format!("c|{c}"))));
-            for unit in units {
-                out.insert(IndexTerm::Ordered { unit, side: Side::Low, span: None, key: key.clone() });
+            for c in code.iter().chain(unit.iter()) {
+                ordered(Some(["c|", c].concat()));
             }
         }
         // Text of tokens is searched by scanning (`:text`); composites through a component.

@@ -3,20 +3,22 @@
 
 use serde_json::{Map, Value};
 
+use super::{has, member};
 use crate::search::{DateRange, SearchValue};
 
 /// Pushes the ranges of `element`.
 pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
     match element {
         Value::String(date) => out.extend(DateRange::parse(date).map(SearchValue::Date)),
-        Value::Object(object) if object.contains_key("start") || object.contains_key("end") => {
+        Value::Object(object) if has(object, "start") || has(object, "end") => {
             out.extend(period(object).map(SearchValue::Date));
         }
         Value::Object(object) => {
-            if let Some(Value::Array(events)) = object.get("event") {
+            if let Some(Value::Array(events)) = member(object, "event") {
                 out.extend(events.iter().filter_map(Value::as_str).filter_map(DateRange::parse).map(SearchValue::Date));
             }
-            if let Some(Value::Object(bounds)) = object.get("repeat").and_then(|r| r.get("boundsPeriod")) {
+            if let Some(Value::Object(bounds)) = member(object, "repeat").and_then(Value::as_object).and_then(|r| member(r, "boundsPeriod"))
+            {
                 out.extend(period(bounds).map(SearchValue::Date));
             }
         }
@@ -27,7 +29,7 @@ pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
 /// A Period's range (a missing end is open: R4 datatypes "Period": an open end means the
 /// period is ongoing); `None` when a bound present does not parse.
 fn period(object: &Map<String, Value>) -> Option<DateRange> {
-    let bound = |name: &str| match object.get(name) {
+    let bound = |name: &str| match member(object, name) {
         None | Some(Value::Null) => Some(None),
         Some(Value::String(s)) => DateRange::parse(s).map(Some),
         Some(_) => None,

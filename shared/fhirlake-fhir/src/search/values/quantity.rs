@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::str_member;
+use super::{member, str_member};
 use crate::search::{Decimal, SearchValue};
 
 /// The code system of Money's currencies (ISO 4217).
@@ -12,7 +12,7 @@ const CURRENCY_SYSTEM: &str = "urn:iso:std:iso:4217";
 /// Pushes a Quantity's value, system, code and unit, or a Money's value and currency.
 pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
     let Value::Object(object) = element else { return };
-    let Some(Value::Number(number)) = object.get("value") else { return };
+    let Some(Value::Number(number)) = member(object, "value") else { return };
     let Some(value) = Decimal::from_json(number) else { return };
     let owned = |name: &str| str_member(object, name).map(str::to_string);
     let value = match str_member(object, "currency") {

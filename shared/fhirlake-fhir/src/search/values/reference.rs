@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::str_member;
+use super::{member, str_member};
 use crate::registry;
 use crate::search::SearchValue;
 
@@ -20,7 +20,7 @@ pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
                 return;
             }
             reference(object, out);
-            if let Some(Value::Object(identifier)) = object.get("identifier") {
+            if let Some(Value::Object(identifier)) = member(object, "identifier") {
                 if let Some(value) = str_member(identifier, "value") {
                     out.push(SearchValue::ReferenceIdentifier {
                         system: str_member(identifier, "system").map(str::to_string),

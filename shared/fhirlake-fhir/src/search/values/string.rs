@@ -6,6 +6,7 @@ use serde_json::Value;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
+use super::member;
 use crate::search::SearchValue;
 
 /// The parts of a HumanName or an Address that a string search matches.
@@ -17,7 +18,7 @@ pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
         Value::String(s) => push(s, out),
         Value::Object(object) => {
             for part in PARTS {
-                match object.get(part) {
+                match member(object, part) {
                     Some(Value::String(s)) => push(s, out),
                     Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(|s| push(s, out)),
                     _ => {}

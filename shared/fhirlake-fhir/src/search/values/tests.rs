@@ -401,3 +401,20 @@ fn target_types_of_references() {
     assert_eq!(target_of("Nope/1"), None);
     assert_eq!(without_history("Patient/1/_history/2"), "Patient/1");
 }
+
+#[test]
+fn members_of_small_and_large_objects_are_found_as_by_get() {
+    for extra in [0, 1, SCAN_LIMIT, SCAN_LIMIT + 1, 3 * SCAN_LIMIT] {
+        let mut object = json!({"code": "c", "system": "s", "value": 3, "text": null}).as_object().cloned().unwrap();
+        for i in 0..extra {
+            object.insert(format!("pad{i}"), json!(i));
+        }
+        for name in ["code", "system", "value", "text", "display", "pad0", "pad40", ""] {
+            assert_eq!(member(&object, name), object.get(name), "{name} among {extra} more");
+            assert_eq!(has(&object, name), object.contains_key(name));
+        }
+        let mut tokens = Vec::new();
+        values_of(SearchParamType::Token, &Value::Object(object.clone()), &mut tokens);
+        assert_eq!(tokens, vec![SearchValue::Token { system: Some("s".into()), code: "c".into() }], "{extra}");
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use super::str_member;
+use super::{has, member, str_member};
 use crate::registry;
 use crate::search::SearchValue;
 
@@ -17,11 +17,9 @@ pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
         Value::Bool(b) => out.push(SearchValue::Token { system: None, code: b.to_string() }),
         Value::Number(n) => out.push(SearchValue::Token { system: None, code: n.to_string() }),
         Value::Object(object) => {
-            if object.contains_key("coding")
-                || (object.contains_key("text") && !object.contains_key("code") && !object.contains_key("value"))
-            {
+            if has(object, "coding") || (has(object, "text") && !has(object, "code") && !has(object, "value")) {
                 concept(object, out);
-            } else if object.contains_key("code") || object.contains_key("display") {
+            } else if has(object, "code") || has(object, "display") {
                 coding(object, out);
             } else if let Some(value) = str_member(object, "value") {
                 if is_contact_point(object) {
@@ -37,7 +35,7 @@ pub(super) fn values(element: &Value, out: &mut Vec<SearchValue>) {
 
 /// A CodeableConcept: each coding, and the text.
 fn concept(object: &Map<String, Value>, out: &mut Vec<SearchValue>) {
-    if let Some(Value::Array(codings)) = object.get("coding") {
+    if let Some(Value::Array(codings)) = member(object, "coding") {
         for c in codings.iter().filter_map(Value::as_object) {
             coding(c, out);
         }
@@ -60,8 +58,8 @@ fn coding(object: &Map<String, Value>, out: &mut Vec<SearchValue>) {
 /// An Identifier: system and value, each type coding with the value, and the type's text.
 fn identifier(object: &Map<String, Value>, value: &str, out: &mut Vec<SearchValue>) {
     out.push(SearchValue::Token { system: str_member(object, "system").map(str::to_string), code: value.to_string() });
-    let Some(Value::Object(kind)) = object.get("type") else { return };
-    if let Some(Value::Array(codings)) = kind.get("coding") {
+    let Some(Value::Object(kind)) = member(object, "type") else { return };
+    if let Some(Value::Array(codings)) = member(kind, "coding") {
         for c in codings.iter().filter_map(Value::as_object) {
             if let (Some(type_system), Some(type_code)) = (str_member(c, "system"), str_member(c, "code")) {
                 out.push(SearchValue::IdentifierOfType {
@@ -82,10 +80,10 @@ fn identifier(object: &Map<String, Value>, value: &str, out: &mut Vec<SearchValu
 /// absolute uri, which an Identifier's system is), or it has a `rank`. The JSON does not name
 /// its type; without a system both read the same.
 fn is_contact_point(object: &Map<String, Value>) -> bool {
-    if object.contains_key("type") || object.contains_key("assigner") {
+    if has(object, "type") || has(object, "assigner") {
         return false;
     }
-    if object.contains_key("rank") {
+    if has(object, "rank") {
         return true;
     }
     let Some(system) = str_member(object, "system") else { return false };
