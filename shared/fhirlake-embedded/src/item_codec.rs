@@ -42,9 +42,17 @@ pub fn partition_header(pk: &str) -> Vec<u8> {
 
 /// The stored key of `(pk, sk)`.
 pub fn encode_key(pk: &str, sk: &str) -> Vec<u8> {
-    let mut key = partition_header(pk);
-    key.extend_from_slice(sk.as_bytes());
+    let mut key = Vec::with_capacity(2 + pk.len() + sk.len());
+    encode_key_into(&mut key, pk, sk);
     key
+}
+
+/// Appends the stored key of `(pk, sk)` to `out`.
+pub(crate) fn encode_key_into(out: &mut Vec<u8>, pk: &str, sk: &str) {
+    let len = u16::try_from(pk.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(pk.as_bytes());
+    out.extend_from_slice(sk.as_bytes());
 }
 
 /// The sort key of a stored key whose partition header is `header_len` bytes long.
@@ -89,6 +97,13 @@ fn unzigzag(value: u64) -> i64 {
 
 /// Encodes attributes (the value of a stored item).
 pub fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_attrs_into(&mut out, attrs);
+    out
+}
+
+/// At least the length of the encoding of `attrs`.
+pub(crate) fn encoded_attrs_bound(attrs: &Attrs) -> usize {
     let payload: usize = attrs
         .iter()
         .map(|(name, value)| {
@@ -101,32 +116,36 @@ pub fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
                 }
         })
         .sum();
-    let mut out = Vec::with_capacity(11 + payload);
+    11 + payload
+}
+
+/// Appends the encoding of `attrs` to `out`.
+pub(crate) fn encode_attrs_into(out: &mut Vec<u8>, attrs: &Attrs) {
+    out.reserve(encoded_attrs_bound(attrs));
     out.push(FORMAT_V1);
-    put_varint(&mut out, attrs.len() as u64);
+    put_varint(out, attrs.len() as u64);
     for (name, value) in attrs {
-        put_varint(&mut out, name.len() as u64);
+        put_varint(out, name.len() as u64);
         out.extend_from_slice(name.as_bytes());
         match value {
             AttrValue::S(s) => {
                 out.push(TAG_S);
-                put_varint(&mut out, s.len() as u64);
+                put_varint(out, s.len() as u64);
                 out.extend_from_slice(s.as_bytes());
             }
             AttrValue::N(n) => {
                 out.push(TAG_N);
-                put_varint(&mut out, zigzag(*n));
+                put_varint(out, zigzag(*n));
             }
             AttrValue::B(b) => {
                 out.push(TAG_B);
-                put_varint(&mut out, b.len() as u64);
+                put_varint(out, b.len() as u64);
                 out.extend_from_slice(b);
             }
             AttrValue::Bool(false) => out.push(TAG_FALSE),
             AttrValue::Bool(true) => out.push(TAG_TRUE),
         }
     }
-    out
 }
 
 /// The LEB128 varint at the start of `bytes` and its length in bytes; `None` when it is

@@ -18,6 +18,7 @@
 
 pub mod allocator;
 mod embedded_backend;
+mod entry_batch;
 mod item_codec;
 mod json_lines_audit_log;
 mod local_buckets;

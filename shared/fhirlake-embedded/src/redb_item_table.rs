@@ -30,9 +30,10 @@ use fhirlake_ports::{
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
+use crate::entry_batch::EntryBatch;
 use crate::item_codec::{self, decode_attrs, decode_sort_key, encode_attrs, encode_key, partition_header, prefix_successor};
 use crate::run_set::{self, EntryIter, Merged, Run, RunPolicy, Runs, RUNS, SHADOWS};
-use crate::sorted_run::{partition_of, sort_entries, Entry, KeyHash, SortedRun};
+use crate::sorted_run::{partition_of, KeyHash, SortedRun};
 use fhirlake_ports::limits::{validate_item, validate_key, validate_query, validate_transaction, MAX_PAGE_BYTES};
 
 /// The one redb table holding every item.
@@ -94,7 +95,7 @@ struct NewRun {
     id: u64,
     data: Arc<SortedRun>,
     /// The run's entries: their keys are removed from the B-tree when it is registered.
-    entries: Vec<Entry>,
+    entries: EntryBatch,
 }
 
 /// One write request for the writer thread.
@@ -106,7 +107,7 @@ enum WriteOp {
     /// Unconditional puts (`Some`) and deletes (`None`) on distinct keys, in key order:
     /// neighbouring entries then land on the same B-tree pages one after the other, which
     /// makes a large batch several times cheaper.
-    Batch(Vec<Entry>),
+    Batch(EntryBatch),
     /// A large batch, already written as a run: registered as the newest.
     Register(NewRun),
 }
@@ -252,10 +253,10 @@ impl RedbItemTable {
     }
 
     /// Writes a large batch as a run, then has the writer register it.
-    async fn write_run(&self, encoded: Vec<Entry>) -> StorageResult<()> {
+    async fn write_run(&self, encoded: EntryBatch) -> StorageResult<()> {
         let (id, path) = self.shared.new_run_path();
         let written = path.clone();
-        let (data, entries) = tokio::task::spawn_blocking(move || SortedRun::write_slice(&written, &encoded).map(|run| (run, encoded)))
+        let (data, entries) = tokio::task::spawn_blocking(move || SortedRun::write_batch(&written, &encoded).map(|run| (run, encoded)))
             .await
             .map_err(|_| StorageError::internal("writing a run of the embedded table failed"))??;
         let outcome = self.write(WriteOp::Register(NewRun { id, data: Arc::new(data), entries })).await;
@@ -416,30 +417,39 @@ fn register(state: &mut WriteState<'_>, run: &NewRun) -> StorageResult<()> {
     Ok(())
 }
 
+/// At least the bytes a batch write takes encoded in an [`EntryBatch`].
+fn encoded_bound(write: &BatchWrite) -> usize {
+    match write {
+        BatchWrite::Put(item) => 2 + item.key.pk.len() + item.key.sk.len() + item_codec::encoded_attrs_bound(&item.attrs),
+        BatchWrite::Delete(key) => 2 + key.pk.len() + key.sk.len(),
+    }
+}
+
 /// A partition's share of a run up to this size is removed key by key; a larger share costs one
 /// range probe of the B-tree (most partitions of a bulk import's entries hold nothing there).
 const POINT_REMOVALS: usize = 4;
 
 /// Removes the keys of `entries` (sorted) from `table`, partition by partition.
-fn remove_keys(table: &mut WriteTable<'_>, entries: &[Entry]) -> StorageResult<()> {
+fn remove_keys(table: &mut WriteTable<'_>, entries: &EntryBatch) -> StorageResult<()> {
     let mut start = 0;
     while start < entries.len() {
-        let header = partition_of(&entries[start].0);
-        let len = entries[start..].iter().position(|(key, _)| partition_of(key) != header).unwrap_or(entries.len() - start);
-        let group = &entries[start..start + len];
-        start += len;
-        let (Some((first, _)), Some((last, _))) = (group.first(), group.last()) else { continue };
+        let header = partition_of(entries.key(start));
+        let end = (start + 1..entries.len()).find(|&i| partition_of(entries.key(i)) != header).unwrap_or(entries.len());
+        let group = start..end;
+        start = end;
+        let (first, last) = (entries.key(group.start), entries.key(group.end - 1));
         let present = if group.len() <= POINT_REMOVALS { None } else { keys_between(table, first, last, group.len())? };
         match present {
             // The stored keys of the group's span, few enough to match against the group.
             Some(present) => {
-                for key in present.iter().filter(|key| group.binary_search_by(|(k, _)| k.as_slice().cmp(key)).is_ok()) {
+                let keys: Vec<&[u8]> = group.map(|i| entries.key(i)).collect();
+                for key in present.iter().filter(|key| keys.binary_search(&key.as_slice()).is_ok()) {
                     table.remove(key.as_slice()).map_err(store_error)?;
                 }
             }
             None => {
-                for (key, _) in group {
-                    table.remove(key.as_slice()).map_err(store_error)?;
+                for i in group {
+                    table.remove(entries.key(i)).map_err(store_error)?;
                 }
             }
         }
@@ -468,7 +478,7 @@ fn apply(state: &mut WriteState<'_>, op: &WriteOp) -> StorageResult<StorageResul
             store(state, &write.key, &write.action)?;
         }
         WriteOp::Batch(writes) => {
-            for (key, value) in writes {
+            for (key, value) in writes.iter() {
                 match value {
                     Some(value) => put(state, key, value)?,
                     None => remove(state, key)?,
@@ -744,15 +754,17 @@ impl ItemTable for RedbItemTable {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut encoded: Vec<Entry> = writes
-            .into_iter()
-            .map(|w| match w {
-                BatchWrite::Put(item) => (encode_key(&item.key.pk, &item.key.sk), Some(encode_attrs(&item.attrs))),
-                BatchWrite::Delete(key) => (encode_key(&key.pk, &key.sk), None),
-            })
-            .collect();
-        sort_entries(&mut encoded);
-        if encoded.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        let bytes = writes.iter().map(encoded_bound).sum();
+        let mut encoded = EntryBatch::with_capacity(writes.len(), bytes);
+        for write in &writes {
+            match write {
+                BatchWrite::Put(item) => encoded.put(&item.key.pk, &item.key.sk, &item.attrs),
+                BatchWrite::Delete(key) => encoded.delete(&key.pk, &key.sk),
+            }
+        }
+        drop(writes);
+        encoded.sort();
+        if encoded.has_adjacent_duplicates() {
             return Err(StorageError::invalid("a batch cannot touch one item twice"));
         }
         if encoded.len() >= self.shared.policy.min_run_entries {

@@ -30,7 +30,6 @@
 //! Opening checks both magics, the trailer's offsets and the index and filter crcs, and keeps
 //! the index and filter in memory; a data block's crc is checked each time it is read.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::mem;
@@ -39,8 +38,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fhirlake_ports::{StorageError, StorageResult};
-use xxhash_rust::xxh3::{xxh3_128, Xxh3DefaultBuilder};
+use xxhash_rust::xxh3::xxh3_128;
 
+use crate::entry_batch::EntryBatch;
 use crate::item_codec::{put_varint, read_varint};
 
 /// One entry of a run: a key and its value, `None` for a tombstone.
@@ -138,51 +138,6 @@ pub(crate) fn partition_of(key: &[u8]) -> &[u8] {
         }
         _ => key,
     }
-}
-
-/// Sorts a batch's entries by key, for [`SortedRun::write_slice`]. The entries of one partition
-/// share its header, often most of their key, so comparing whole keys compared that header
-/// again and again, each time through a pointer: instead each distinct header is ranked once,
-/// and entries are sorted by a number made of their partition's rank and the next 8 bytes of
-/// their key, comparing the rest of the key only when those are equal.
-pub(crate) fn sort_entries(entries: &mut Vec<Entry>) {
-    if u32::try_from(entries.len()).is_err() {
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        return;
-    }
-    // (partition, entry) pairs, the partition first numbered in order of appearance.
-    let mut partitions: HashMap<&[u8], u32, Xxh3DefaultBuilder> = HashMap::default();
-    let numbered: Vec<u32> = entries
-        .iter()
-        .map(|(key, _)| {
-            let next = partitions.len() as u32;
-            *partitions.entry(partition_of(key)).or_insert(next)
-        })
-        .collect();
-    let mut headers: Vec<(&[u8], u32)> = partitions.into_iter().collect();
-    headers.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut rank = vec![0u32; headers.len()];
-    for (position, (_, partition)) in headers.iter().enumerate() {
-        rank[*partition as usize] = position as u32;
-    }
-    let rest = |i: u32| {
-        let key = &entries[i as usize].0;
-        &key[partition_of(key).len()..]
-    };
-    let mut order: Vec<(u128, u32)> = numbered
-        .iter()
-        .enumerate()
-        .map(|(i, partition)| {
-            let mut next = [0u8; 8];
-            let rest = rest(i as u32);
-            let len = rest.len().min(8);
-            next[..len].copy_from_slice(&rest[..len]);
-            ((u128::from(rank[*partition as usize]) << 64) | u128::from(u64::from_be_bytes(next)), i as u32)
-        })
-        .collect();
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rest(a.1).cmp(rest(b.1))));
-    let mut slots: Vec<Option<Entry>> = mem::take(entries).into_iter().map(Some).collect();
-    entries.extend(order.iter().filter_map(|&(_, i)| slots[i as usize].take()));
 }
 
 /// The Bloom filter hash of a full key or of a partition header: the same in every run, so
@@ -839,18 +794,18 @@ pub(crate) struct SortedRun {
 }
 
 impl SortedRun {
-    /// Writes entries (strictly increasing keys; checked: an out-of-order or duplicate key is an
-    /// Internal error and the partial file is removed) to a NEW file at `path` (create_new, mode
-    /// 0o600 on unix), fsyncs it and its parent directory, and returns it opened. The filter is
-    /// sized for the keys and the distinct partitions of `entries`. Zero entries is allowed (an
-    /// empty run).
-    pub(crate) fn write_slice(path: &Path, entries: &[Entry]) -> StorageResult<SortedRun> {
-        let partitions = entries.windows(2).filter(|pair| partition_of(&pair[0].0) != partition_of(&pair[1].0)).count() + 1;
-        let blocks = Bloom::blocks_for(entries.len() + partitions);
-        Self::create(path, blocks, |writer| entries.iter().try_for_each(|(key, value)| writer.add(key, value.as_deref())))
+    /// Writes the entries of a sorted batch (strictly increasing keys; checked: an out-of-order
+    /// or duplicate key is an Internal error and the partial file is removed) to a NEW file at
+    /// `path` (create_new, mode 0o600 on unix), fsyncs it and its parent directory, and returns
+    /// it opened. The filter is sized for the keys and the distinct partitions of the batch. Zero
+    /// entries is allowed (an empty run).
+    pub(crate) fn write_batch(path: &Path, batch: &EntryBatch) -> StorageResult<SortedRun> {
+        let partitions = (1..batch.len()).filter(|&i| partition_of(batch.key(i - 1)) != partition_of(batch.key(i))).count() + 1;
+        let blocks = Bloom::blocks_for(batch.len() + partitions);
+        Self::create(path, blocks, |writer| batch.iter().try_for_each(|(key, value)| writer.add(key, value)))
     }
 
-    /// [`Self::write_slice`] of entries from an iterator, which may fail; the filter is sized
+    /// [`Self::write_batch`] of entries from an iterator, which may fail; the filter is sized
     /// for `expected_entries` keys in as many partitions.
     #[cfg(test)]
     pub(crate) fn write(
@@ -868,7 +823,7 @@ impl SortedRun {
     }
 
     /// Merges `sources` (highest precedence first: for a key several hold, the first one's
-    /// entry is kept) into a NEW run file at `path`, as [`Self::write_slice`] writes one.
+    /// entry is kept) into a NEW run file at `path`, as [`Self::write_batch`] writes one.
     /// Tombstones are dropped when `drop_tombstones` (the merge includes the oldest run).
     ///
     /// Entries go from the sources' blocks to the new file without being copied out one by
@@ -1557,25 +1512,5 @@ mod tests {
             assert_reads_back(&reopened, &expected);
             assert!(expected.iter().all(|(key, _)| merged.may_contain_partition(partition_of(key))));
         }
-    }
-
-    #[test]
-    fn sorting_by_partition_rank_is_sorting_by_key() {
-        // Partitions of several header lengths, some keys equal to their partition header, a
-        // key too short for its header; unique keys in scrambled order.
-        let unique: BTreeMap<Vec<u8>, Option<Vec<u8>>> = (0..5_000u64)
-            .map(|i| {
-                let pk = format!("pk{}", "x".repeat((i % 7) as usize)) + &(i % 37).to_string();
-                let sk = if i % 11 == 0 { String::new() } else { format!("{:x}", i * 31) };
-                (encode_key(&pk, &sk), Some(vec![i as u8]))
-            })
-            .chain([(b"\x00".to_vec(), None)])
-            .collect();
-        let mut entries: Vec<Entry> = unique.into_iter().collect();
-        entries.sort_by_key(|(key, _)| xxh3_128(key));
-        let mut expected = entries.clone();
-        expected.sort_by(|a, b| a.0.cmp(&b.0));
-        sort_entries(&mut entries);
-        assert_eq!(entries, expected);
     }
 }
