@@ -8,6 +8,7 @@ pub mod resource;
 #[rustfmt::skip]
 mod codegen;
 pub mod fhirpath;
+mod members;
 pub mod patch;
 pub mod registry;
 pub mod search;

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::ast::{BinOp, Expr};
 use super::types::{choice_key, choice_suffix, is_of_type, strip_namespace};
+use crate::members::{lookup, SCAN_LIMIT};
 
 /// A union of simple paths.
 #[derive(Debug, Clone)]
@@ -217,34 +218,6 @@ impl Step {
             }
         }
     }
-}
-
-/// Objects with more members than this are searched by hashing; smaller ones (nearly every
-/// FHIR element) by comparing keys, which is cheaper than hashing the names looked up.
-const SCAN_LIMIT: usize = 32;
-
-/// The members of `o` named `names` (distinct names): `names.map(|name| o.get(name))`.
-fn lookup<'a, const N: usize>(o: &'a Map<String, Value>, names: [&str; N]) -> [Option<&'a Value>; N] {
-    if o.len() > SCAN_LIMIT {
-        return names.map(|name| o.get(name));
-    }
-    let (mut found, mut missing) = ([None; N], N);
-    for (key, value) in o {
-        if let Some(i) = names.iter().position(|name| same_key(name, key)) {
-            found[i] = Some(value);
-            missing -= 1;
-            if missing == 0 {
-                break;
-            }
-        }
-    }
-    found
-}
-
-/// `a == b`, checking the lengths and the first bytes before comparing the rest (most keys
-/// compared differ in one or the other).
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 /// The `_key` sibling of member `key` of `o`.

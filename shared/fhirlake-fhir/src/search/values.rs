@@ -44,6 +44,7 @@ mod uri;
 use serde_json::Value;
 
 use super::SearchValue;
+use crate::members::member;
 use crate::registry::{SearchParamDef, SearchParamType};
 
 pub use reference::{target_of, without_history};
@@ -177,18 +178,6 @@ fn dedup(values: Vec<SearchValue>) -> Vec<SearchValue> {
 /// The string member `name` of an object, when non-empty.
 fn str_member<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
     member(object, name).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-/// Objects with more members than this are searched by hashing; smaller ones (nearly every
-/// FHIR element) by comparing keys, which is cheaper than hashing the name.
-const SCAN_LIMIT: usize = 32;
-
-/// The member `name` of an object (`object.get(name)`, cheaper on small objects).
-fn member<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if object.len() > SCAN_LIMIT {
-        return object.get(name);
-    }
-    object.iter().find(|(key, _)| key.as_str() == name).map(|(_, value)| value)
 }
 
 /// Whether an object has the member `name`.

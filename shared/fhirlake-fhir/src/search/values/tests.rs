@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::members::SCAN_LIMIT;
 use crate::registry;
 use crate::search::{DateRange, Decimal};
 
